@@ -1,0 +1,42 @@
+"""Run a notebook top to bottom headless (fast mode) and report errors by cell: shared by the notebook tests."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def run_notebook(name: str, timeout: int = 600, fast: bool = True) -> tuple[nbformat.NotebookNode, float]:
+    """Execute ``notebooks/<name>`` in a fresh kernel (``ULDVIZ_FAST=1`` unless fast=False); return (nb, seconds)."""
+    path = NOTEBOOKS / name
+    nb = nbformat.read(path, as_version=4)
+    env_before = os.environ.get("ULDVIZ_FAST")
+    os.environ["ULDVIZ_FAST"] = "1" if fast else "0"
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+        start = time.perf_counter()
+        client.execute()
+        elapsed = time.perf_counter() - start
+    finally:
+        if env_before is None:
+            os.environ.pop("ULDVIZ_FAST", None)
+        else:
+            os.environ["ULDVIZ_FAST"] = env_before
+    return nb, elapsed
+
+
+def error_outputs(nb) -> list[str]:
+    """Every error output in an executed notebook, as 'cell N: ename: evalue'."""
+    errors = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                errors.append(f"cell {i}: {out.get('ename')}: {out.get('evalue')}")
+    return errors

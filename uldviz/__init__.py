@@ -1,0 +1,34 @@
+"""uldviz: an interactive teaching kit for the Universal Logit Distillation (ULD) loss.
+
+The maths lives in :mod:`uldviz.losses`, :mod:`uldviz.align` and :mod:`uldviz.ot` (no plotting);
+plots in :mod:`uldviz.plots`; widgets in :mod:`uldviz.widgets`; the distillation loop in
+:mod:`uldviz.distill`. Import submodules explicitly; this top level only re-exports the losses.
+"""
+
+from .losses import (
+    PAPER_LAMBDA,
+    ce_plus_uld,
+    cross_entropy,
+    kl_divergence,
+    softmax_probs,
+    uld_distance,
+    uld_loss,
+    uld_topk_distance,
+)
+
+__version__ = "0.1.0"
+
+#: The repository's public address: the one place Colab install cells and badges read it from.
+REPO_URL = "https://github.com/uldviz/uldviz"
+
+__all__ = [
+    "PAPER_LAMBDA",
+    "REPO_URL",
+    "ce_plus_uld",
+    "cross_entropy",
+    "kl_divergence",
+    "softmax_probs",
+    "uld_distance",
+    "uld_loss",
+    "uld_topk_distance",
+]

@@ -1,0 +1,61 @@
+"""The launch cells every notebook starts with: an "Open in Colab" badge and a Colab-only setup cell.
+
+Notebook builders call :func:`ensure_launch_cells` so the cells stay identical across notebooks;
+the repository address comes from :data:`uldviz.REPO_URL` (one place to change it).
+"""
+
+from __future__ import annotations
+
+import nbformat
+
+from . import REPO_URL
+
+LAUNCH_TAG = "uldviz-launch"
+
+
+def colab_url(notebook_filename: str, repo_url: str = REPO_URL, branch: str = "main") -> str:
+    """The Colab address that opens ``notebooks/<notebook_filename>`` from the repository's branch."""
+    path = repo_url.split("github.com/", 1)[1].rstrip("/")
+    return f"https://colab.research.google.com/github/{path}/blob/{branch}/notebooks/{notebook_filename}"
+
+
+def setup_source(repo_url: str = REPO_URL) -> str:
+    """Source of the first code cell: on Colab, clone + install the kit quietly and enable widgets."""
+    return f'''# Launch cell: on Google Colab this installs the kit (about a minute); elsewhere it does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+
+    REPO_URL = "{repo_url}"  # the same address as uldviz.REPO_URL (checked by the tests)
+    if not os.path.isdir("/content/uldviz"):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "/content/uldviz"], check=True)
+    # Colab's own torch and ipywidgets 7.7 already satisfy the kit: nothing is upgraded.
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/uldviz"],
+                          capture_output=True, text=True)
+    print("uldviz installed" if done.returncode == 0 else "pip failed:\\n" + done.stderr[-1500:])
+    sys.path.insert(0, "/content/uldviz")
+    os.chdir("/content/uldviz/notebooks")
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+'''
+
+
+def launch_cells(notebook_filename: str, repo_url: str = REPO_URL) -> list:
+    """The badge (markdown) and setup (code) cells, both tagged so they can be found and refreshed."""
+    badge = (
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"({colab_url(notebook_filename, repo_url)})"
+    )
+    md = nbformat.v4.new_markdown_cell(badge, metadata={"tags": [LAUNCH_TAG]})
+    code = nbformat.v4.new_code_cell(setup_source(repo_url), metadata={"tags": [LAUNCH_TAG]})
+    return [md, code]
+
+
+def ensure_launch_cells(nb, notebook_filename: str, repo_url: str = REPO_URL):
+    """Put fresh launch cells at the top of ``nb`` (replacing old ones); returns the notebook."""
+    kept = [c for c in nb.cells if LAUNCH_TAG not in c.get("metadata", {}).get("tags", [])]
+    nb.cells = launch_cells(notebook_filename, repo_url) + kept
+    return nb
