@@ -20,7 +20,9 @@ def run_notebook(name: str, timeout: int = 600, fast: bool = True) -> tuple[nbfo
     env_before = os.environ.get("ULDVIZ_FAST")
     os.environ["ULDVIZ_FAST"] = "1" if fast else "0"
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+        client = NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        )
         start = time.perf_counter()
         client.execute()
         elapsed = time.perf_counter() - start

@@ -177,7 +177,9 @@ def test_topk_through_uld_loss_is_differentiable():
     assert torch.isfinite(s.grad).all()
 
 
-@pytest.mark.parametrize("k,exc", [(0, ValueError), (-3, ValueError), (101, ValueError), (2.5, TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "k,exc", [(0, ValueError), (-3, ValueError), (101, ValueError), (2.5, TypeError), (True, TypeError)]
+)
 def test_topk_bad_k(k, exc):
     with pytest.raises(exc, match="k"):
         L.uld_topk_distance(torch.rand(2, 100), torch.rand(2, 50), k)
