@@ -248,7 +248,7 @@ def sorted_padded(p, q) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def uld_distance(p, q) -> torch.Tensor:
-    r"""ULD between probability vectors, per position: :math:`\sum_i |\mathrm{sort}(\tilde p)_i - \mathrm{sort}(\tilde q)_i|`.
+    r"""ULD between probability vectors, per position: :math:`\sum_i |\mathrm{sort}(p)_i - \mathrm{sort}(q)_i|`.
 
     ``p`` (..., n) and ``q`` (..., m) may have different vocabulary sizes; the smaller is
     zero-padded. This equals N times the exact 1-Wasserstein distance between the two vectors'
