@@ -1,0 +1,188 @@
+"""Two tokenizers side by side as coloured token chips, with a text box to try your own sentence.
+
+Shows the two mismatches of cross-tokenizer distillation: the vocabularies (sizes, overlap of
+their token strings) and the positions (how many tokens each makes of the same text, and where
+both cut it). Also :func:`load_tokenizer_pair`, the notebook's hub-or-offline switch. Works with
+ipywidgets 7.7 and 8; the last numbers are kept as attributes so tests can drive it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import ipywidgets as widgets
+from IPython.display import display
+
+__all__ = [
+    "DEFAULT_SENTENCES",
+    "load_tokenizer_pair",
+    "tokenizer_kind",
+    "surface_vocab_by_id",
+    "cut_points",
+    "shared_cuts",
+    "chips_html",
+    "TokenChips",
+]
+
+#: Sentences the notebook segments by default: prose, code-ish text, and accented characters.
+DEFAULT_SENTENCES = (
+    "The teacher predicts the next token; the student has never seen its vocabulary.",
+    "Use the assert statement to check a condition: assert x > 0, 'x must be positive'.",
+    "A naïve café owner wrote “déjà vu” — twice.",
+)
+
+_PALETTE = ("#cfe2ff", "#ffe5b4", "#d1f2d9", "#f8d7da", "#e2d9f3", "#fff3b0")
+
+
+def load_tokenizer_pair(use_hub: bool = False, teacher_name: str = "gpt2", student_name: str = "google-t5/t5-small",
+                        *, verbose: bool = True):
+    """(teacher, student, source): the two hub tokenizers if asked for and loadable, else the offline pair.
+
+    When the hub cannot provide them the :class:`uldviz.tokenization.HubUnavailableError` message
+    is printed (with ``verbose``) and the kit's offline byte-level BPE / Unigram pair is used.
+    ``source`` says which pair you got.
+    """
+    from ..tokenization import HubUnavailableError, load_hub_tokenizers, offline_tokenizers
+
+    if use_hub:
+        try:
+            teacher, student = load_hub_tokenizers(teacher_name, student_name)
+            return teacher, student, f"hub: {teacher_name} / {student_name}"
+        except HubUnavailableError as exc:
+            if verbose:
+                print(f"Hub tokenizers unavailable -> {exc}\nFalling back to the offline pair.")
+    teacher, student = offline_tokenizers()
+    return teacher, student, "offline: the kit's byte-level BPE (teacher) / Unigram (student)"
+
+
+def tokenizer_kind(tok) -> str:
+    """The tokenization algorithm of a fast tokenizer's backend model: 'BPE', 'Unigram', 'WordPiece', ..."""
+    try:
+        return type(tok.backend_tokenizer.model).__name__
+    except AttributeError:
+        return type(tok).__name__
+
+
+def _is_byte_level(tok) -> bool:
+    """Whether the tokenizer writes bytes as GPT-2 style symbols ('Ġ' for a space)."""
+    try:
+        spec = json.loads(tok.backend_tokenizer.to_str())
+    except (AttributeError, ValueError):
+        return False
+    return "ByteLevel" in json.dumps([spec.get("pre_tokenizer"), spec.get("decoder")])
+
+
+def surface_vocab_by_id(tok) -> list[str]:
+    """Every token id's surface string, in id order ('Ġthe' and '▁the' both become ' the')."""
+    from ..tokenization import normalized_token
+
+    byte_level = _is_byte_level(tok)
+    inv = {i: t for t, i in tok.get_vocab().items()}
+    return [normalized_token(inv[i], byte_level) if i in inv else "" for i in range(len(tok))]
+
+
+def cut_points(spans) -> set[int]:
+    """Character offsets where a tokenization ends a token (its cut points), from ``(token, (start, end))`` spans."""
+    return {int(end) for _, (_, end) in spans}
+
+
+def shared_cuts(spans_a, spans_b) -> tuple[int, int]:
+    """(cut points both tokenizations share, cut points of either): how well their positions line up."""
+    a, b = cut_points(spans_a), cut_points(spans_b)
+    return len(a & b), len(a | b)
+
+
+def _visible(s: str) -> str:
+    """A token's text with spaces and line breaks made visible, HTML-escaped."""
+    return html.escape(s.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥"))
+
+
+def chips_html(text: str, spans, label: str = "") -> str:
+    """One row of coloured chips, one per token, showing the text each token covers.
+
+    Chips alternate colours; a dashed border marks a token that covers only part of a
+    multi-byte character (its span overlaps its neighbour's). The tooltip shows the raw token.
+    """
+    chips = []
+    prev_end = -1
+    starts = [s for _, (s, _) in spans]
+    for i, (token, (start, end)) in enumerate(spans):
+        nxt_start = starts[i + 1] if i + 1 < len(starts) else None
+        partial = start < prev_end or (nxt_start is not None and nxt_start < end)
+        border = "1px dashed #c00" if partial else "1px solid #999"
+        colour = _PALETTE[i % len(_PALETTE)]
+        note = " (partial character)" if partial else ""
+        tip = html.escape(f"token {i}: {token!r}, characters {start}-{end}{note}", quote=True)
+        chips.append(
+            f"<span class='uldviz-chip' title=\"{tip}\" style='background:{colour};border:{border};"
+            f"border-radius:4px;padding:1px 3px;margin:1px;font-family:monospace;white-space:pre;"
+            f"display:inline-block'>{_visible(text[start:end])}</span>"
+        )
+        prev_end = max(prev_end, end)
+    head = ""
+    if label:
+        head = f"<div style='font-weight:600;margin-top:4px'>{html.escape(label)} — {len(spans)} tokens</div>"
+    return f"{head}<div style='line-height:1.9'>{''.join(chips)}</div>"
+
+
+class TokenChips:
+    """Text box + two rows of token chips (teacher, student) + vocabulary and position statistics.
+
+    Attributes after every update: ``spans`` (teacher, student spans), ``lengths`` (token counts),
+    ``cuts`` (shared, total cut points), ``overlap`` (vocabulary overlap dict, computed once),
+    ``chips_text`` / ``stats_text`` (the HTML shown) and ``n_updates``.
+    """
+
+    def __init__(self, teacher_tok, student_tok, text: str = DEFAULT_SENTENCES[0], *, names=("teacher", "student")):
+        from ..tokenization import vocab_overlap
+
+        self.toks = (teacher_tok, student_tok)
+        self.names = tuple(f"{n} ({tokenizer_kind(t)}, {len(t):,} tokens)" for n, t in zip(names, self.toks))
+        self.overlap = vocab_overlap(teacher_tok, student_tok)
+        self.n_updates = 0
+        self.text = widgets.Text(value=text, description="Your text:", continuous_update=False,
+                                 layout=widgets.Layout(width="95%"))
+        self.text.add_class("uldviz-token-text")
+        self.chips = widgets.HTML()
+        self.chips.add_class("uldviz-token-chips")
+        self.stats = widgets.HTML()
+        self.stats.add_class("uldviz-token-stats")
+        self.text.observe(lambda change: self.update(), names="value")
+        self.ui = widgets.VBox([self.text, self.chips, self.stats])
+        self.ui.add_class("uldviz-token-chips-widget")
+        self.update()
+
+    def update(self) -> None:
+        """Re-tokenize the text box's content and refresh chips and statistics (empty text shows a hint)."""
+        from ..tokenization import token_spans
+
+        text = self.text.value
+        ov = self.overlap
+        vocab_line = (
+            f"vocabulary sizes (without special tokens): {ov['size_a']:,} vs {ov['size_b']:,}; "
+            f"shared token strings: {ov['intersection']:,} of {ov['union']:,} (IoU = {ov['iou']:.3f})"
+        )
+        if not text:
+            self.spans, self.lengths, self.cuts = ([], []), (0, 0), (0, 0)
+            self.chips_text = "<i>Type a sentence in the box above.</i>"
+        else:
+            self.spans = tuple(token_spans(t, text) for t in self.toks)
+            self.lengths = tuple(len(s) for s in self.spans)
+            self.cuts = shared_cuts(*self.spans)
+            self.chips_text = "".join(chips_html(text, s, n) for s, n in zip(self.spans, self.names))
+        n_t, n_s = self.lengths
+        pos_line = (
+            f"sequence lengths: {n_t} vs {n_s} tokens for {len(text)} characters; "
+            f"both tokenizers cut the text at the same place {self.cuts[0]} times out of {self.cuts[1]} cut points"
+        )
+        self.stats_text = (
+            f"<div class='uldviz-token-stats-text'>{html.escape(vocab_line)}<br>{html.escape(pos_line)}</div>"
+        )
+        self.chips.value = self.chips_text
+        self.stats.value = self.stats_text
+        self.n_updates += 1
+
+    def _ipython_display_(self):
+        """Displaying the object displays its widget tree."""
+        display(self.ui)
