@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,12 +22,13 @@ def run_notebook(name: str, timeout: int = 600, fast: bool = True) -> tuple[nbfo
     env_before = os.environ.get("ULDVIZ_FAST")
     os.environ["ULDVIZ_FAST"] = "1" if fast else "0"
     try:
-        client = NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
-        )
-        start = time.perf_counter()
-        client.execute()
-        elapsed = time.perf_counter() - start
+        # IPC sockets in a private folder: no TCP port race when several kernels start at once.
+        with tempfile.TemporaryDirectory(prefix="uldviz-kernel-") as sockets:
+            km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+            client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(NOTEBOOKS)}})
+            start = time.perf_counter()
+            client.execute()
+            elapsed = time.perf_counter() - start
     finally:
         if env_before is None:
             os.environ.pop("ULDVIZ_FAST", None)
