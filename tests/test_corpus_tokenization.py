@@ -1,0 +1,253 @@
+"""Corpus split and tokenizer helpers: determinism, offsets round trip, vocabulary overlap, the hub path offline."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from uldviz.corpus import (
+    DOC_SEPARATOR,
+    load_corpus,
+    load_documents,
+    load_text_file,
+    split_documents,
+    train_val_split,
+)
+from uldviz.tokenization import (
+    HubUnavailableError,
+    load_hub_tokenizers,
+    load_tokenizer,
+    normalized_token,
+    offline_tokenizers,
+    save_tokenizer,
+    token_spans,
+    train_bpe_tokenizer,
+    train_unigram_tokenizer,
+    vocab_overlap,
+)
+
+SAMPLES = [
+    "café — naïve",
+    "The \"assert\" statement  is   a convenient way.\nNext line\tand a tab.",
+    "日本語 and ü, ß, “quotes” … 𝔘nicode",
+]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped (teacher, student) tokenizers."""
+    return offline_tokenizers()
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """No hub in the tests: the hub path must fail fast and clearly."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+# --------------------------------------------------------------------------- corpus
+def test_corpus_is_deterministic_and_documents_are_unique():
+    docs = load_documents()
+    assert len(docs) > 50 and len(set(docs)) == len(docs)
+    assert all(DOC_SEPARATOR not in d for d in docs)
+    assert load_corpus() == load_corpus() == DOC_SEPARATOR.join(docs)
+
+
+def test_split_is_deterministic_by_document_and_about_the_fraction():
+    text = load_corpus()
+    train, val = train_val_split(text, 0.1)
+    assert (train, val) == train_val_split(text, 0.1)
+    assert 0.07 < len(val) / len(text) < 0.13
+    train_docs, val_docs = split_documents(train), split_documents(val)
+    assert set(train_docs).isdisjoint(val_docs)
+    # whole documents: every piece is one of the original topics, none is cut
+    assert sorted(train_docs + val_docs) == sorted(load_documents())
+    # held-out topics are spread over the corpus, not one block at the end
+    order = {d: i for i, d in enumerate(load_documents())}
+    positions = sorted(order[d] for d in val_docs)
+    assert positions[0] < len(order) / 3 and positions[-1] > 2 * len(order) / 3
+
+
+def test_split_of_plain_text_uses_paragraphs_then_lines():
+    text = "para one.\n\npara two.\n\npara three.\n\npara four."
+    train, val = train_val_split(text, 0.3)
+    assert train and val and "\n\n" in train
+    assert sorted(split_documents(train) + split_documents(val)) == sorted(text.split("\n\n"))
+    train, val = train_val_split("a\nb\nc", 0.5)
+    assert set((train + "\n" + val).split("\n")) == {"a", "b", "c"}
+
+
+@pytest.mark.parametrize("bad, err", [("", ValueError), ("   \n  ", ValueError), ("one line only", ValueError),
+                                      (b"bytes", TypeError), (None, TypeError)])
+def test_split_bad_text(bad, err):
+    with pytest.raises(err):
+        train_val_split(bad)
+
+
+@pytest.mark.parametrize("frac", [0, 1, -0.1, 1.5])
+def test_split_bad_fraction(frac):
+    with pytest.raises(ValueError, match="val_fraction"):
+        train_val_split("a\n\nb", frac)
+
+
+def test_load_text_file(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("héllo\n\nworld", encoding="utf-8")
+    assert load_text_file(p) == "héllo\n\nworld"
+    with pytest.raises(FileNotFoundError):
+        load_text_file(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("  \n")
+    with pytest.raises(ValueError, match="empty"):
+        load_text_file(tmp_path / "empty.txt")
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    with pytest.raises(ValueError, match="UTF-8|utf-8"):
+        load_text_file(tmp_path / "latin1.txt")
+
+
+# --------------------------------------------------------------------------- tokenizers
+def test_shipped_pair_differs_in_algorithm_and_size(shipped):
+    teacher, student = shipped
+    assert teacher.is_fast and student.is_fast
+    assert len(teacher) != len(student)
+    assert teacher.eos_token == "<|endoftext|>" and teacher.pad_token is not None
+    assert student.eos_token == "</s>" and student.pad_token == "<pad>"
+    # byte-level: 'Ġ' marks a space; Unigram/Metaspace: '▁'
+    assert any(t.startswith("Ġ") for t in teacher.get_vocab())
+    assert any(t.startswith("▁") for t in student.get_vocab())
+    s = "The assert statement"
+    assert len(teacher(s)["input_ids"]) != len(student(s)["input_ids"]) or teacher.tokenize(s) != student.tokenize(s)
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_offsets_round_trip(shipped, text):
+    for tok in shipped:
+        spans = token_spans(tok, text)
+        assert spans, "no tokens"
+        starts = [a for _, (a, _) in spans]
+        assert starts == sorted(starts), "spans go backwards"
+        assert all(0 <= a < b <= len(text) for _, (a, b) in spans)
+        # every non-space character is covered by some token
+        covered = set()
+        for _, (a, b) in spans:
+            covered.update(range(a, b))
+        assert all(i in covered for i, ch in enumerate(text) if not ch.isspace() or ch == "\n")
+
+
+def test_byte_level_surface_strings(shipped):
+    teacher, _ = shipped
+    text = "café — naïve"
+    spans = token_spans(teacher, text)
+    # without multi-byte splits the byte-level token decodes exactly to text[start:end]
+    for tok_str, (a, b) in spans:
+        surface = normalized_token(tok_str, byte_level=True)
+        if surface == tok_str and any(ord(c) > 127 for c in tok_str):
+            # a partial UTF-8 character: it covers the whole character it belongs to
+            assert b - a >= 1 and any(ord(c) > 127 for c in text[a:b])
+        else:
+            assert surface == text[a:b]
+    assert teacher.decode(teacher(text)["input_ids"]) == text
+
+
+def test_unigram_surface_strings_and_decode(shipped):
+    _, student = shipped
+    text = "café — naïve"
+    for tok_str, (a, b) in token_spans(student, text):
+        assert tok_str.replace("▁", " ") == text[a:b]
+    assert student.decode(student(text)["input_ids"]) == text
+
+
+def test_token_spans_errors(shipped):
+    with pytest.raises(ValueError, match="empty"):
+        token_spans(shipped[0], "")
+    with pytest.raises(TypeError):
+        token_spans(shipped[0], 42)
+
+
+def test_trainers_are_deterministic_and_check_input():
+    text = load_corpus()[:60_000]
+    a, b = train_bpe_tokenizer(text, 400), train_bpe_tokenizer(text, 400)
+    assert a.get_vocab() == b.get_vocab() and len(a) == 400
+    u, v = train_unigram_tokenizer(text, 300), train_unigram_tokenizer(text, 300)
+    assert u.get_vocab() == v.get_vocab() and len(u) == 300
+    with pytest.raises(ValueError, match="empty"):
+        train_bpe_tokenizer("  ", 400)
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_bpe_tokenizer(text, 10)
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_unigram_tokenizer(text, 5)
+    with pytest.raises(TypeError):
+        train_unigram_tokenizer(text, 300.0)
+
+
+def test_vocab_overlap_values(shipped):
+    teacher, student = shipped
+    same = vocab_overlap(teacher, teacher)
+    assert same["iou"] == 1.0 and same["intersection"] == same["union"] == same["size_a"]
+    ov = vocab_overlap(teacher, student)
+    assert ov == vocab_overlap(teacher, student)
+    assert ov["size_a"] == len(teacher) - 1 and ov["size_b"] == len(student) - 3  # specials left out
+    assert ov["union"] == ov["size_a"] + ov["size_b"] - ov["intersection"]
+    assert ov["iou"] == pytest.approx(ov["intersection"] / ov["union"])
+    assert 0.05 < ov["iou"] < 0.8
+    sym = vocab_overlap(student, teacher)
+    assert sym["iou"] == ov["iou"] and sym["size_a"] == ov["size_b"]
+
+
+def test_vocab_overlap_maps_space_markers():
+    """A hand-made case: 'Ġthe' (byte level) and '▁the' (Metaspace) are the same surface ' the'."""
+    assert normalized_token("Ġthe", byte_level=True) == " the"
+    assert normalized_token("▁the", byte_level=False) == " the"
+    assert normalized_token("Ã©", byte_level=True) == "é"
+    assert normalized_token("Ã", byte_level=True) == "Ã"  # half of a character: kept raw, matches nothing
+    text = "the cat the dog the end " * 50
+    bpe = train_bpe_tokenizer(text, 270)
+    uni = train_unigram_tokenizer(text, 120)
+    ov = vocab_overlap(bpe, uni)
+    a = {normalized_token(t, True) for t in bpe.get_vocab() if t not in bpe.all_special_tokens}
+    b = {t.replace("▁", " ") for t in uni.get_vocab() if t not in uni.all_special_tokens}
+    assert ov["intersection"] == len(a & b) > 0
+    assert ov["iou"] == pytest.approx(len(a & b) / len(a | b))
+
+
+# --------------------------------------------------------------------------- hub path
+def test_hub_path_with_local_save_pretrained(tmp_path, shipped):
+    teacher, student = shipped
+    teacher.save_pretrained(tmp_path / "t")
+    student.save_pretrained(tmp_path / "s")
+    t2, s2 = load_hub_tokenizers(str(tmp_path / "t"), tmp_path / "s")
+    text = SAMPLES[0]
+    assert t2(text)["input_ids"] == teacher(text)["input_ids"]
+    assert token_spans(s2, text) == token_spans(student, text)
+    assert vocab_overlap(t2, s2) == vocab_overlap(teacher, student)
+
+
+def test_hub_name_offline_fails_fast_and_clearly():
+    t0 = time.perf_counter()
+    with pytest.raises(HubUnavailableError, match="nobody-here/no-such-tokenizer") as info:
+        load_tokenizer("nobody-here/no-such-tokenizer")
+    assert time.perf_counter() - t0 < 10
+    assert "offline_tokenizers" in str(info.value)
+    assert isinstance(info.value, OSError)
+    with pytest.raises(HubUnavailableError):
+        load_hub_tokenizers("gpt2-but-not-cached-xyz", "also-missing-xyz")
+
+
+def test_load_tokenizer_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        load_tokenizer("")
+    with pytest.raises(TypeError):
+        load_tokenizer(3)
+    with pytest.raises(ValueError, match="save_pretrained"):
+        load_tokenizer(tmp_path)  # an empty directory
+
+
+def test_save_tokenizer_is_portable_and_round_trips(tmp_path, shipped):
+    teacher, _ = shipped
+    save_tokenizer(teacher, tmp_path / "t")
+    cfg = json.loads((tmp_path / "t" / "tokenizer_config.json").read_text())
+    assert cfg["tokenizer_class"] == "PreTrainedTokenizerFast"  # a class transformers 4.x knows too
+    again = load_tokenizer(tmp_path / "t")
+    assert token_spans(again, SAMPLES[2]) == token_spans(teacher, SAMPLES[2])
+    assert again.eos_token == teacher.eos_token and again.pad_token == teacher.pad_token
