@@ -1,0 +1,47 @@
+"""Shared pytest set-up: off-screen matplotlib, the automatic ``widgets`` marker, kernels that show figures."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # never fetch a browser
+matplotlib.use("Agg")  # figures made inside the test process are drawn off-screen
+
+#: A test module that imports ipywidgets or uldviz.widgets at its top is a widget test: `make test` reruns it
+#: under ipywidgets 7.7. Other tests can opt in with @pytest.mark.widgets.
+_USES_WIDGETS = re.compile(
+    r"^(import ipywidgets|from ipywidgets\b|import uldviz\.widgets|from uldviz\.widgets\b"
+    r"|from uldviz import .*widgets)",
+    re.M,
+)
+
+
+def pytest_configure(config):
+    """Register the markers this file adds (the others are in pyproject.toml)."""
+    config.addinivalue_line(
+        "markers", "widgets: Python-side widget tests; `make test` also runs them under ipywidgets 7.7 (Colab)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the fast tests of every widget-using module ``widgets`` (notebook runs and the browser test excluded)."""
+    uses_widgets: dict[Path, bool] = {}
+    for item in items:
+        path = Path(str(item.fspath))
+        if path not in uses_widgets:
+            uses_widgets[path] = bool(_USES_WIDGETS.search(path.read_text(encoding="utf-8")))
+        if uses_widgets[path] and not ({"slow", "browser"} & set(item.keywords)):
+            item.add_marker(pytest.mark.widgets)
+    # Test modules may set MPLBACKEND=Agg while being imported; kernels started later must not inherit it.
+    os.environ.pop("MPLBACKEND", None)
+
+
+@pytest.fixture(autouse=True)
+def _kernels_keep_inline_backend(monkeypatch):
+    """Kernels started by a test inherit os.environ: MPLBACKEND=Agg there would turn every figure into text."""
+    monkeypatch.delenv("MPLBACKEND", raising=False)
