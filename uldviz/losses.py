@@ -17,6 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from uldviz._sorted_l1 import sorted_l1, sorted_l1_topk
+
 __all__ = [
     "validate_logits",
     "softmax_probs",
@@ -254,8 +256,13 @@ def uld_distance(p, q) -> torch.Tensor:
     zero-padded. This equals N times the exact 1-Wasserstein distance between the two vectors'
     values seen as N points of mass 1/N on the real line (see :mod:`uldviz.ot`).
     """
-    ps, qs = sorted_padded(p, q)
-    return (ps - qs).abs().sum(-1)
+    p = _check_probs(p, "p")
+    q = _check_probs(q, "q")
+    _check_paired(p, q)
+    dtype = torch.promote_types(p.dtype, q.dtype)
+    # Same value and gradient as (sorted_padded(p, q) difference).abs().sum(-1), without the padding
+    # and, on CPU, without torch.sort (see uldviz._sorted_l1 and benchmarks/RESULTS.md).
+    return sorted_l1(p.to(dtype), q.to(dtype))
 
 
 def uld_topk_distance(p, q, k: int, *, tail: bool = True) -> torch.Tensor:
@@ -271,6 +278,11 @@ def uld_topk_distance(p, q, k: int, *, tail: bool = True) -> torch.Tensor:
     p = _check_probs(p, "p")
     q = _check_probs(q, "q")
     _check_paired(p, q)
+    return _topk_distance(p, q, k, tail)
+
+
+def _topk_distance(p: torch.Tensor, q: torch.Tensor, k: int, tail: bool) -> torch.Tensor:
+    """:func:`uld_topk_distance` on already-checked probabilities: checks k, then computes."""
     n, m = p.shape[-1], q.shape[-1]
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k must be an int, got {type(k).__name__}")
@@ -278,6 +290,10 @@ def uld_topk_distance(p, q, k: int, *, tail: bool = True) -> torch.Tensor:
         raise ValueError(f"k must be >= 1, got {k}")
     if k > max(n, m):
         raise ValueError(f"k = {k} is larger than both vocabularies ({n} and {m})")
+    dtype = torch.promote_types(p.dtype, q.dtype)
+    fast = sorted_l1_topk(p.to(dtype), q.to(dtype), k, tail)  # CPU numpy kernel; None elsewhere
+    if fast is not None:
+        return fast
     tp = torch.topk(p, min(k, n), dim=-1).values
     tq = torch.topk(q, min(k, m), dim=-1).values
     tp = F.pad(tp, (0, k - tp.shape[-1]))
@@ -305,20 +321,30 @@ def uld_loss(
     ``student_logits`` (..., Vs) and ``teacher_logits`` (..., Vt) share their leading shape;
     ``Vs`` and ``Vt`` may differ. Softmaxes use separate temperatures and run in float32 at least
     (float64 stays float64). The teacher is treated as a constant target (no gradient).
-    ``top_k`` switches to :func:`uld_topk_distance` with the tail-mass term. Vectorised over all
-    positions: no Python loop.
+    ``top_k`` switches to :func:`uld_topk_distance` with the tail-mass term. Batched over all
+    positions: no Python loop over samples or positions (on CPU the sort runs in numpy on blocks
+    of rows, see :mod:`uldviz._sorted_l1`).
     """
     s = validate_logits(student_logits, "student_logits")
     t = validate_logits(teacher_logits, "teacher_logits")
     _check_paired(s, t)
     m = _check_mask(mask, s.shape[:-1], s.device)
-    q = softmax_probs(s, student_temperature, "student_logits")
+    # The logits are validated above, so the softmaxes and the kernel skip re-checking them
+    # (each check is a pass over a large tensor); same maths as softmax_probs/uld_distance.
+    ts = _check_temperature(student_temperature, "student_logits temperature")
+    tt = _check_temperature(teacher_temperature, "teacher_logits temperature")
+    dtype = torch.promote_types(_compute_dtype(s), _compute_dtype(t))
+    q = torch.softmax(_scaled(s.to(dtype), ts), dim=-1)
     with torch.no_grad():
-        p = softmax_probs(t.detach(), teacher_temperature, "teacher_logits")
-    dtype = torch.promote_types(p.dtype, q.dtype)
-    p, q = p.to(dtype), q.to(dtype)
-    per_pos = uld_distance(q, p) if top_k is None else uld_topk_distance(q, p, top_k)
+        p = torch.softmax(_scaled(t.detach().to(dtype), tt), dim=-1)
+    per_pos = sorted_l1(q, p) if top_k is None else _topk_distance(q, p, top_k, True)
+    del p  # the teacher's probabilities are not needed by the backward pass
     return _reduce(per_pos, m, reduction)
+
+
+def _scaled(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``x / temperature``, skipping the (exact no-op) division and its copy when it is 1."""
+    return x if temperature == 1.0 else x / temperature
 
 
 def cross_entropy(logits, labels, *, ignore_index: int = -100) -> torch.Tensor:
