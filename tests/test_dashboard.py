@@ -1,0 +1,88 @@
+"""The training dashboard driven from Python: callbacks update curves and bar, stop button sets the flag."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from uldviz.distill import DistillConfig, Setup  # noqa: E402
+from uldviz.models import tiny_causal_lm  # noqa: E402
+from uldviz.tokenization import offline_tokenizers  # noqa: E402
+from uldviz.widgets.dashboard import DASHBOARD_CLASS, STOP_CLASS, DistillDashboard  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from uldviz.corpus import load_corpus, train_val_split
+
+    t_tok, s_tok = offline_tokenizers()
+    train_text, val_text = train_val_split(load_corpus()[:40_000], 0.1)
+    teacher = tiny_causal_lm(len(t_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=1)
+    return Setup(teacher, t_tok, s_tok, train_text, val_text[:1500])
+
+
+def base(**kw):
+    cfg = dict(steps=4, batch_size=2, n_layer=1, n_embd=32, n_head=2, n_positions=96, eval_every=2,
+               eval_chars=800, window_chars=100, train_fraction=0.5, device="cpu")
+    return DistillConfig(**{**cfg, **kw})
+
+
+def test_widgets_have_css_classes(setup):
+    d = DistillDashboard(setup, runs=["ce"], base=base())
+    assert DASHBOARD_CLASS in d.widget._dom_classes
+    assert STOP_CLASS in d.stop_button._dom_classes
+    assert d.progress.max == 4 and d.progress.value == 0
+
+
+def test_callbacks_update_progress_curves_and_redraw(setup):
+    d = DistillDashboard(setup, runs=["ce", "uld-offset"], base=base())
+    d.callback({"type": "start", "name": "ce", "steps": 4})
+    for s in (1, 2):
+        d.callback({"type": "step", "name": "ce", "step": s, "steps": 4, "loss": 5.0 - s, "ce": 5.0 - s,
+                    "distill": 0.0})
+    assert d.progress.value == 2 and d.curves["ce"]["train_ce"] == [4.0, 3.0]
+    before = d.redraws
+    d.callback({"type": "eval", "name": "ce", "step": 2, "val_bpb": 3.5})
+    assert d.redraws == before + 1 and d.curves["ce"]["val_bpb"] == [3.5]
+    assert d.last_plot == {"ce": 1}  # the redrawn figure shows the new validation point
+    assert "training" in d.status.value
+
+
+def test_stop_button_sets_flag_and_run_keeps_curve(setup):
+    d = DistillDashboard(setup, runs=["ce", "uld-offset"], base=base(steps=6))
+    d.stop_button.click()  # what a user's click does
+    assert d.stop_flag.is_set()
+    # a real run: the button is "clicked" during the 3rd step of the first run only
+    d.stop_flag.clear()
+    original = d.callback
+
+    def clicking(event):
+        original(event)
+        if event["type"] == "step" and event["name"] == "ce" and event["step"] == 3:
+            d.stop_button.click()
+
+    d.callback = clicking
+    results = d.run()
+    assert results["ce"].stopped and results["ce"].steps_done == 3
+    assert d.curves["ce"]["train_steps"] == [1, 2, 3]  # curve kept
+    assert not results["uld-offset"].stopped and results["uld-offset"].steps_done == 6  # next run went on
+    rows = d.table_rows()
+    assert [r["run"] for r in rows] == ["ce", "uld-offset"]
+    assert rows[1]["delta_vs_ce"] == pytest.approx(results["uld-offset"].final_bpb - results["ce"].final_bpb)
+    assert "(stopped)" in d.table.value and f"{results['ce'].final_bpb:.4f}" in d.table.value
+    assert d.stop_button.disabled
+
+
+def test_static_mode_without_widgets(setup):
+    d = DistillDashboard(setup, runs=["ce"], base=base(steps=2), static=True)
+    assert d.widget is None
+    results = d.run()  # no display handles: must still run and keep its numbers
+    assert results["ce"].steps_done == 2 and d.redraws >= 1
+    assert f"{results['ce'].final_bpb:.4f}" in d.last_table_html
+
+
+def test_empty_runs_rejected(setup):
+    with pytest.raises(ValueError, match="runs is empty"):
+        DistillDashboard(setup, runs=[])

@@ -1,0 +1,152 @@
+"""Self-checking exercises of notebook 03 (the live mini-distillation).
+
+Each ``check_*`` function returns a :class:`~uldviz.exercises._core.Feedback`: "right", or what
+is wrong (which position, counted characters instead of bytes, forgot ln 2, sign, percent...),
+never the answer itself. The exercise data are module constants so the notebook prints them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..align import offset_pairing
+from ._core import Feedback
+
+__all__ = [
+    "EX1_TEXT",
+    "EX1_STUDENT",
+    "EX1_TEACHER",
+    "EX2_TEXT",
+    "EX2_NLL_NATS",
+    "check_offset_pairs",
+    "check_bits_per_byte",
+    "kl_gain_share",
+    "check_kl_share",
+]
+
+#: Exercise 1: the same text cut by two tokenizers, as (token, (start, end)) character spans.
+#: The teacher is byte-level: "é" (2 UTF-8 bytes) is two tokens that both cover character 3.
+EX1_TEXT = "café au lait"
+EX1_STUDENT = [("ca", (0, 2)), ("fé", (2, 4)), (" au", (4, 7)), (" la", (7, 10)), ("it", (10, 12))]
+EX1_TEACHER = [("caf", (0, 3)), ("\\xc3", (3, 4)), ("\\xa9", (3, 4)), (" a", (4, 6)), ("u", (6, 7)),
+               (" lait", (7, 12))]
+
+#: Exercise 2: a model's total negative log-likelihood (nats, natural log) of this text.
+EX2_TEXT = "naïve café 🙂"
+EX2_NLL_NATS = 25.0
+
+
+def _pairs_of(student, teacher) -> list[tuple[int, int]]:
+    """The offset pairing of two span lists (what exercise 1 asks for)."""
+    s = torch.tensor([[list(o) for _, o in student]])
+    t = torch.tensor([[list(o) for _, o in teacher]])
+    return offset_pairing(s, t).pairs(0)
+
+
+def check_offset_pairs(answer) -> Feedback:
+    """Exercise 1: ``answer`` is a dict {student position: teacher position} of every offset-aligned pair."""
+    if answer is None:
+        return Feedback(False, "Replace None with a dict such as {0: 1, 2: 5}, then run the cell again.")
+    if not isinstance(answer, dict):
+        return Feedback(False, f"The answer should be a dict {{student position: teacher position}}, got "
+                               f"{type(answer).__name__}.")
+    try:
+        given = {int(k): int(v) for k, v in answer.items()}
+    except (TypeError, ValueError):
+        return Feedback(False, "Keys and values should be integer positions (0 is the first token).")
+    truth = dict(_pairs_of(EX1_STUDENT, EX1_TEACHER))
+    ns, nt = len(EX1_STUDENT), len(EX1_TEACHER)
+    bad_range = [k for k, v in given.items() if not (0 <= k < ns and 0 <= v < nt)]
+    if bad_range:
+        return Feedback(False, f"Student positions go from 0 to {ns - 1} and teacher positions from 0 to {nt - 1}; "
+                               f"check the entry for student position {bad_range[0]}.")
+    if ns - 1 in given:
+        return Feedback(False, "The last student token predicts text outside the example: it has no pair.")
+    if 1 in given.values():
+        return Feedback(False, "Teacher position 1 ends in the middle of 'é' (its first byte): the text it "
+                               "predicts starts inside a character, so no student position can share it.")
+    wrong = sorted(k for k in given if k in truth and given[k] != truth[k])
+    extra = sorted(k for k in given if k not in truth)
+    missing = sorted(k for k in truth if k not in given)
+    if wrong:
+        return Feedback(False, f"Student position {wrong[0]} is paired with the wrong teacher position: pair the "
+                               "positions whose *next* tokens start at the same character.")
+    if extra:
+        return Feedback(False, f"Student position {extra[0]} has no partner: no teacher position predicts text "
+                               "starting at the same character.")
+    if missing:
+        return Feedback(False, f"{len(missing)} pair(s) are missing.")
+    return Feedback(True, f"Right: {len(truth)} pairs; the other positions are masked out of the ULD term.")
+
+
+def check_bits_per_byte(answer) -> Feedback:
+    """Exercise 2: bits per byte of :data:`EX2_TEXT` given :data:`EX2_NLL_NATS`."""
+    if answer is None:
+        return Feedback(False, "Replace None with your number, then run the cell again.")
+    try:
+        x = float(answer)
+    except (TypeError, ValueError):
+        return Feedback(False, f"The answer should be a number, got {answer!r}.")
+    n_bytes = len(EX2_TEXT.encode("utf-8"))
+    truth = EX2_NLL_NATS / math.log(2) / n_bytes
+
+    def close(a, b):
+        return abs(a - b) <= 1e-3 * abs(b)
+
+    if close(x, truth):
+        return Feedback(True, "Right: nats → bits (divide by ln 2), then per UTF-8 byte.")
+    if close(x, EX2_NLL_NATS / math.log(2) / len(EX2_TEXT)):
+        return Feedback(False, "You divided by the number of characters; bits per *byte* counts UTF-8 bytes "
+                               "(ï, é and the emoji take more than one byte).")
+    if close(x, EX2_NLL_NATS / n_bytes):
+        return Feedback(False, "That is nats per byte: the NLL is in nats (natural log), convert it to bits.")
+    if close(x, EX2_NLL_NATS * math.log(2) / n_bytes):
+        return Feedback(False, "Check the conversion: bits = nats / ln 2, not nats × ln 2.")
+    return Feedback(False, "Not quite: total NLL in bits divided by the number of UTF-8 bytes of the text.")
+
+
+def kl_gain_share(bpb: dict, uld_run: str, strict: bool = True) -> float:
+    """Share of the same-tokenizer KL gain that a ULD run recovers: (CE − ULD) / (CE_same − KL_same).
+
+    When KL did not improve on CE there is no gain to share: ``strict`` raises a ``ValueError``,
+    otherwise the result is NaN.
+    """
+    for k in ("ce", "ce-same", "kl-same", uld_run):
+        if k not in bpb:
+            raise ValueError(f"bpb needs the run {k!r} (have {sorted(bpb)})")
+    gain_kl = bpb["ce-same"] - bpb["kl-same"]
+    if gain_kl <= 0:
+        if not strict:
+            return float("nan")
+        raise ValueError("KL distillation did not improve on CE here, so there is no gain to recover")
+    return (bpb["ce"] - bpb[uld_run]) / gain_kl
+
+
+def check_kl_share(answer, bpb: dict, uld_run: str = "uld-offset") -> Feedback:
+    """Exercise 3: the share (a fraction, not percent) of the KL gain that ``uld_run`` recovers in ``bpb``."""
+    if answer is None:
+        return Feedback(False, "Replace None with your number, then run the cell again.")
+    try:
+        x = float(answer)
+    except (TypeError, ValueError):
+        return Feedback(False, f"The answer should be a number, got {answer!r}.")
+    try:
+        truth = kl_gain_share(bpb, uld_run)
+    except ValueError as err:
+        return Feedback(False, f"This run cannot be checked: {err}.")
+
+    def close(a, b):
+        return abs(a - b) <= 1e-3 * max(abs(b), 1e-3)
+
+    if close(x, truth):
+        return Feedback(True, "Right: the gain of ULD over CE, as a fraction of the gain of KL over CE with one "
+                              "shared tokenizer.")
+    if close(x, 100 * truth):
+        return Feedback(False, "That looks like a percentage: give the fraction (e.g. 0.25, not 25).")
+    if close(x, -truth):
+        return Feedback(False, "The sign is flipped: a gain is CE's bits per byte minus the distilled run's.")
+    if close(x, 1 / truth if truth else float("inf")):
+        return Feedback(False, "Upside down: divide ULD's gain by KL's gain.")
+    return Feedback(False, "Not quite: compare each distilled run with the CE-only run *of its own tokenizer*.")
