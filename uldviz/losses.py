@@ -21,6 +21,7 @@ from uldviz._sorted_l1 import sorted_l1, sorted_l1_topk
 
 __all__ = [
     "validate_logits",
+    "check_positive",
     "softmax_probs",
     "kl_divergence",
     "naive_kl_div",
@@ -76,15 +77,18 @@ def validate_logits(logits, name: str = "logits") -> torch.Tensor:
     return x
 
 
-def _check_temperature(t: float, name: str) -> float:
-    """A temperature must be a finite positive number."""
+def check_positive(value, name: str) -> float:
+    """A temperature, ε or weight that must be a finite number > 0: returned as float, else a named error."""
     try:
-        t = float(t)
+        v = float(value)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {t!r}") from exc
-    if not (t > 0 and math.isfinite(t)):
-        raise ValueError(f"{name} must be a finite number > 0, got {t}")
-    return t
+        raise TypeError(f"{name} must be a number, got {value!r}") from exc
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+_check_temperature = check_positive
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .losses import forced_kl_div, kl_divergence, naive_kl_div, uld_distance
+from .losses import check_positive, forced_kl_div, kl_divergence, naive_kl_div, uld_distance
 
 __all__ = [
     "TOY_TEACHER",
@@ -156,13 +156,7 @@ def aligned_kl(teacher, student) -> torch.Tensor:
 # --------------------------------------------------------------------------- patch (a): ε-smoothing
 def _check_eps(eps) -> float:
     """ε must be a finite number > 0 (ε = 0 is the unpatched, infinite KL)."""
-    try:
-        e = float(eps)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"epsilon must be a number, got {eps!r}") from exc
-    if not (e > 0 and math.isfinite(e)):
-        raise ValueError(f"epsilon must be a finite number > 0, got {eps!r}")
-    return e
+    return check_positive(eps, "epsilon")
 
 
 def smooth(probs: torch.Tensor, eps: float) -> torch.Tensor:
