@@ -307,3 +307,21 @@ def test_token_ot_checks_cost_shape_and_masses():
         uot.token_ot(p, q, np.full((2, 3), np.nan))
     with pytest.raises(ValueError, match="single vectors"):
         uot.uld_emd(np.ones((2, 3)) / 3, np.ones((2, 3)) / 3, return_plan=True)
+
+
+def test_unrelated_warnings_during_a_solve_pass_through_unchanged(monkeypatch):
+    """Only POT's own warnings become OTWarning; e.g. a ResourceWarning from garbage collection does not."""
+    real = ot.emd2
+
+    def noisy(*args, **kwargs):
+        warnings.warn("an unclosed socket, nothing to do with OT", ResourceWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ot, "emd2", noisy)
+    p, q = np.array([0.5, 0.3, 0.2]), np.array([0.6, 0.4])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = uot.uld_emd(p, q)
+    assert value == pytest.approx(float(uld_distance(p, q)), abs=1e-12)
+    assert any(w.category is ResourceWarning for w in caught)
+    assert not any(issubclass(w.category, uot.OTWarning) for w in caught)

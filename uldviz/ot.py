@@ -27,6 +27,7 @@ No plotting here.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import NamedTuple, Sequence
 
@@ -162,6 +163,14 @@ def default_num_itermax(n: int) -> int:
     return int(max(100_000, 10 * int(n) ** 2))
 
 
+_POT_DIR = os.path.dirname(os.path.abspath(ot.__file__))
+
+
+def _from_pot(w: warnings.WarningMessage) -> bool:
+    """A user warning raised inside POT's own code (not one that merely happened during the call)."""
+    return issubclass(w.category, UserWarning) and os.path.abspath(str(w.filename)).startswith(_POT_DIR)
+
+
 def _reemit(caught, solver: str, size: str, remedy: str) -> tuple:
     """Re-emit POT's warnings as :class:`OTWarning` with context; return their texts.
 
@@ -170,6 +179,9 @@ def _reemit(caught, solver: str, size: str, remedy: str) -> tuple:
     """
     texts = []
     for w in caught:
+        if not _from_pot(w):  # e.g. a ResourceWarning from garbage collection: pass it on unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            continue
         msg = str(w.message)
         if ("x.T" in msg and "deprecated" in msg) or msg in texts:
             continue
