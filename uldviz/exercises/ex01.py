@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from ..losses import kl_divergence
 from ..vocab import aligned_probs, check_distribution, smoothed_kl, toy_pair, uld
-from ._core import Feedback
+from ._core import Feedback, as_number
 
 __all__ = [
     "EX1_TEACHER",
@@ -42,20 +40,6 @@ EX4_TEACHER = {"dog": 0.6, "cat": 0.3, "moon": 0.1}
 EX4_STUDENT_TOKENS = ("dog", "cat", "sun")
 
 
-def _number(answer, what: str) -> float | Feedback:
-    """The answer as a float, or a Feedback saying it is not a usable number."""
-    if answer is None:
-        return Feedback(False, "Replace None with your answer, then run the cell again.")
-    if isinstance(answer, bool):
-        return Feedback(False, f"{what} should be a number, not True/False.")
-    if isinstance(answer, torch.Tensor) and answer.numel() != 1:
-        return Feedback(False, f"{what} should be one number, got a tensor of shape {tuple(answer.shape)}.")
-    try:
-        return float(answer)
-    except (TypeError, ValueError):
-        return Feedback(False, f"{what} should be a number (e.g. 0.123), got {answer!r}.")
-
-
 def _close(a: float, b: float, rel: float = 2e-3, abs_: float = 5e-4) -> bool:
     """Equal up to rounding a student may do by hand."""
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
@@ -69,7 +53,7 @@ def _kl(p: dict, q: dict, log=math.log) -> float:
 # --------------------------------------------------------------------------- exercise 1
 def check_kl_by_hand(answer) -> Feedback:
     """Exercise 1: KL(EX1_TEACHER || EX1_STUDENT) in nats, computed by hand."""
-    x = _number(answer, "Your KL")
+    x = as_number(answer, "Your KL")
     if isinstance(x, Feedback):
         return x
     p, q = aligned_probs(EX1_TEACHER, EX1_STUDENT)
@@ -96,7 +80,7 @@ def check_kl_by_hand(answer) -> Feedback:
 # --------------------------------------------------------------------------- exercise 2
 def check_epsilon(eps, target: float = EX2_TARGET) -> Feedback:
     """Exercise 2: an ε > 0 whose ε-smoothed KL of the toy pair exceeds ``target`` nats."""
-    e = _number(eps, "ε")
+    e = as_number(eps, "ε")
     if isinstance(e, Feedback):
         return e
     if not math.isfinite(e) or e <= 0:
@@ -128,7 +112,7 @@ def _padded(p: dict, q: dict, sort: bool) -> tuple[list[float], list[float]]:
 
 def check_uld_prediction(answer) -> Feedback:
     """Exercise 3: ULD(EX3_TEACHER, EX3_STUDENT), predicted by hand."""
-    x = _number(answer, "Your ULD")
+    x = as_number(answer, "Your ULD")
     if isinstance(x, Feedback):
         return x
     truth = uld(EX3_TEACHER, EX3_STUDENT)

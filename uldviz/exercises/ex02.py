@@ -11,7 +11,7 @@ import torch
 
 from .. import ot as uot
 from ..losses import uld_distance
-from ._core import Feedback
+from ._core import Feedback, as_number
 
 __all__ = [
     "exercise1_pair",
@@ -36,16 +36,6 @@ def _matrix(x, name: str):
     if a.ndim != 2:
         return Feedback(False, f"{name} should be 2-dimensional (rows: teacher values, columns: student values).")
     return a
-
-
-def _number(x, name: str):
-    """The student's answer as a float, or a Feedback explaining why it is not one."""
-    if x is None:
-        return Feedback(False, f"No answer yet: set {name} to your number and run the cell again.")
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return Feedback(False, f"{name} should be a single number.")
 
 
 # --------------------------------------------------------------------------- exercise 1
@@ -106,7 +96,7 @@ def exercise2_pair() -> tuple[np.ndarray, np.ndarray]:
 
 def check_closed_form(value) -> Feedback:
     """Exercise 2: ULD of :func:`exercise2_pair` computed by hand (pad, sort, sum |differences|)."""
-    v = _number(value, "value")
+    v = as_number(value, "value")
     if isinstance(v, Feedback):
         return v
     p, q = exercise2_pair()
@@ -141,7 +131,7 @@ def _uld_at(temps) -> np.ndarray:
 
 def check_peak_temperature(T) -> Feedback:
     """Exercise 3: a temperature where ULD of :func:`exercise3_logits` is (within 1 %) as large as it gets."""
-    t = _number(T, "T")
+    t = as_number(T, "T")
     if isinstance(t, Feedback):
         return t
     if not (t > 0 and np.isfinite(t)):
@@ -158,7 +148,7 @@ def check_peak_temperature(T) -> Feedback:
 # --------------------------------------------------------------------------- exercise 4
 def check_disjoint_tv(value) -> Feedback:
     """Exercise 4: the 0/1-cost OT value between ANY two distributions on disjoint vocabularies."""
-    v = _number(value, "value")
+    v = as_number(value, "value")
     if isinstance(v, Feedback):
         return v
     if abs(v - 1.0) < 1e-9:

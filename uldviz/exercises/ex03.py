@@ -12,7 +12,7 @@ import math
 import torch
 
 from ..align import offset_pairing
-from ._core import Feedback
+from ._core import Feedback, as_number
 
 __all__ = [
     "EX1_TEXT",
@@ -83,12 +83,9 @@ def check_offset_pairs(answer) -> Feedback:
 
 def check_bits_per_byte(answer) -> Feedback:
     """Exercise 2: bits per byte of :data:`EX2_TEXT` given :data:`EX2_NLL_NATS`."""
-    if answer is None:
-        return Feedback(False, "Replace None with your number, then run the cell again.")
-    try:
-        x = float(answer)
-    except (TypeError, ValueError):
-        return Feedback(False, f"The answer should be a number, got {answer!r}.")
+    x = as_number(answer)
+    if isinstance(x, Feedback):
+        return x
     n_bytes = len(EX2_TEXT.encode("utf-8"))
     truth = EX2_NLL_NATS / math.log(2) / n_bytes
 
@@ -126,12 +123,9 @@ def kl_gain_share(bpb: dict, uld_run: str, strict: bool = True) -> float:
 
 def check_kl_share(answer, bpb: dict, uld_run: str = "uld-offset") -> Feedback:
     """Exercise 3: the share (a fraction, not percent) of the KL gain that ``uld_run`` recovers in ``bpb``."""
-    if answer is None:
-        return Feedback(False, "Replace None with your number, then run the cell again.")
-    try:
-        x = float(answer)
-    except (TypeError, ValueError):
-        return Feedback(False, f"The answer should be a number, got {answer!r}.")
+    x = as_number(answer)
+    if isinstance(x, Feedback):
+        return x
     try:
         truth = kl_gain_share(bpb, uld_run)
     except ValueError as err:
