@@ -13,6 +13,7 @@ def test_as_number_accepts_numbers_and_one_element_tensors():
 
 
 def test_as_number_explains_unusable_answers_without_an_answer():
-    for bad, words in [(None, "Replace None"), (True, "True/False"), (torch.ones(3), "shape (3,)"), ("abc", "a number")]:
+    cases = [(None, "Replace None"), (True, "True/False"), (torch.ones(3), "shape (3,)"), ("abc", "a number")]
+    for bad, words in cases:
         fb = as_number(bad, "KL")
         assert isinstance(fb, Feedback) and not fb.ok and words in fb.message
