@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .losses import as_bool_mask
+
 __all__ = [
     "Alignment",
     "positional_pairing",
@@ -67,11 +69,7 @@ def _answer_mask(mask, name: str) -> torch.Tensor:
     m = torch.as_tensor(mask)
     if m.dim() != 2:
         raise ValueError(f"{name} must have shape (batch, length), got {tuple(m.shape)}")
-    if m.dtype != torch.bool:
-        if m.is_floating_point() or not torch.all((m == 0) | (m == 1)):
-            raise TypeError(f"{name} must be boolean (or 0/1 integers), got dtype {m.dtype}")
-        m = m.bool()
-    return m
+    return as_bool_mask(m, name)
 
 
 def _first_true_positions(m: torch.Tensor, width: int) -> torch.Tensor:

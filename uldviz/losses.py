@@ -22,6 +22,7 @@ from uldviz._sorted_l1 import sorted_l1, sorted_l1_topk
 __all__ = [
     "validate_logits",
     "check_positive",
+    "as_bool_mask",
     "softmax_probs",
     "kl_divergence",
     "naive_kl_div",
@@ -88,8 +89,6 @@ def check_positive(value, name: str) -> float:
     return v
 
 
-_check_temperature = check_positive
-
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """Half precisions are promoted to float32 for the softmax; float32/float64 are kept."""
@@ -103,19 +102,25 @@ def softmax_probs(logits, temperature: float = 1.0, name: str = "logits") -> tor
     accuracy, and ULD sums thousands of such values.
     """
     x = validate_logits(logits, name)
-    t = _check_temperature(temperature, f"{name} temperature")
+    t = check_positive(temperature, f"{name} temperature")
     return torch.softmax(x.to(_compute_dtype(x)) / t, dim=-1)
+
+
+def as_bool_mask(mask, name: str) -> torch.Tensor:
+    """A mask as a boolean tensor; 0/1 integers are accepted, anything else is a TypeError naming ``name``."""
+    m = torch.as_tensor(mask)
+    if m.dtype != torch.bool:
+        if m.is_floating_point() or not torch.all((m == 0) | (m == 1)):
+            raise TypeError(f"{name} must be boolean (or 0/1 integers), got dtype {m.dtype}")
+        m = m.bool()
+    return m
 
 
 def _check_mask(mask, lead_shape: torch.Size, device) -> torch.Tensor | None:
     """A mask must be boolean (or 0/1) with exactly the leading shape and select something."""
     if mask is None:
         return None
-    m = torch.as_tensor(mask, device=device)
-    if m.dtype != torch.bool:
-        if m.is_floating_point() or not torch.all((m == 0) | (m == 1)):
-            raise TypeError(f"mask must be boolean (or 0/1 integers), got dtype {m.dtype}")
-        m = m.bool()
+    m = as_bool_mask(mask, "mask").to(device)
     if tuple(m.shape) != tuple(lead_shape):
         raise ValueError(
             f"mask has shape {tuple(m.shape)} but the logits' positions have shape {tuple(lead_shape)}"
@@ -174,7 +179,7 @@ def kl_divergence(
             "vocabulary."
         )
     _check_paired(s, t)
-    temp = _check_temperature(temperature, "temperature")
+    temp = check_positive(temperature, "temperature")
     m = _check_mask(mask, s.shape[:-1], s.device)
     dtype = torch.promote_types(_compute_dtype(s), _compute_dtype(t))
     log_q = torch.log_softmax(s.to(dtype) / temp, dim=-1)
@@ -335,8 +340,8 @@ def uld_loss(
     m = _check_mask(mask, s.shape[:-1], s.device)
     # The logits are validated above, so the softmaxes and the kernel skip re-checking them
     # (each check is a pass over a large tensor); same maths as softmax_probs/uld_distance.
-    ts = _check_temperature(student_temperature, "student_logits temperature")
-    tt = _check_temperature(teacher_temperature, "teacher_logits temperature")
+    ts = check_positive(student_temperature, "student_logits temperature")
+    tt = check_positive(teacher_temperature, "teacher_logits temperature")
     dtype = torch.promote_types(_compute_dtype(s), _compute_dtype(t))
     q = torch.softmax(_scaled(s.to(dtype), ts), dim=-1)
     with torch.no_grad():

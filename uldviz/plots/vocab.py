@@ -10,7 +10,9 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
+from ..losses import sorted_padded
 from ..vocab import blind_id_pairs, check_distribution, intersection_vocab, shared_mass, uld, union_vocab
 
 __all__ = [
@@ -175,10 +177,9 @@ def plot_sorted_padded(teacher, student, *, figsize=(6, 3)):
     """What ULD compares: both distributions sorted descending and zero-padded to one length, with |differences|."""
     p = check_distribution(teacher, "teacher")
     q = check_distribution(student, "student")
-    n = max(len(p), len(q))
-    ps = sorted(p.values(), reverse=True) + [0.0] * (n - len(p))
-    qs = sorted(q.values(), reverse=True) + [0.0] * (n - len(q))
-    x = np.arange(n)
+    as_t = lambda d: torch.tensor(list(d.values()), dtype=torch.float64)
+    ps, qs = (v.tolist() for v in sorted_padded(as_t(p), as_t(q)))
+    x = np.arange(len(ps))
     w = 0.38
     fig, ax = plt.subplots(figsize=figsize)
     ax.bar(x - w / 2, ps, w, color=TEACHER_COLOUR, label="teacher, sorted")
