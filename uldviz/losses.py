@@ -356,14 +356,25 @@ def _scaled(x: torch.Tensor, temperature: float) -> torch.Tensor:
     return x if temperature == 1.0 else x / temperature
 
 
-def cross_entropy(logits, labels, *, ignore_index: int = -100) -> torch.Tensor:
-    """Next-token cross-entropy, mean over labels that are not ``ignore_index``, with shape checks."""
+def cross_entropy(logits, labels, *, ignore_index: int = -100, label_smoothing: float = 0.0,
+                  reduction: str = "mean") -> torch.Tensor:
+    r"""Next-token cross-entropy with shape checks; ``reduction`` 'mean' (over labels that count), 'sum' or 'none'.
+
+    ``label_smoothing`` :math:`\varepsilon` mixes the one-hot target with the uniform distribution, as
+    ``torch.nn.functional.cross_entropy`` does: :math:`(1-\varepsilon)\,(-\log q_y) + \tfrac{\varepsilon}{V}\sum_v -\log q_v`.
+    It is the kit's teacherless regulariser: a control for what a teacher adds.
+    """
     x = validate_logits(logits, "logits")
     y = torch.as_tensor(labels, device=x.device)
     if y.is_floating_point() or y.dtype == torch.bool:
         raise TypeError(f"labels must be integer token ids, got dtype {y.dtype}")
     if tuple(y.shape) != tuple(x.shape[:-1]):
         raise ValueError(f"labels have shape {tuple(y.shape)} but logits have positions {tuple(x.shape[:-1])}")
+    eps = float(label_smoothing)
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     valid = y != ignore_index
     if not valid.any():
         raise ValueError("every label is ignore_index: cross-entropy over no position is 0/0")
@@ -371,7 +382,9 @@ def cross_entropy(logits, labels, *, ignore_index: int = -100) -> torch.Tensor:
     if bad.any():
         raise ValueError(f"labels contain ids outside the vocabulary [0, {x.shape[-1]})")
     x = x.to(_compute_dtype(x))
-    return F.cross_entropy(x.reshape(-1, x.shape[-1]), y.reshape(-1).long(), ignore_index=ignore_index)
+    out = F.cross_entropy(x.reshape(-1, x.shape[-1]), y.reshape(-1).long(), ignore_index=ignore_index,
+                          label_smoothing=eps, reduction=reduction)
+    return out.reshape(y.shape) if reduction == "none" else out
 
 
 def ce_plus_uld(ce: torch.Tensor, uld: torch.Tensor, lam: float = PAPER_LAMBDA) -> torch.Tensor:
