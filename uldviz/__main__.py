@@ -10,7 +10,9 @@ import sys
 
 #: command name -> (module, one-line help)
 COMMANDS = {
-    "distill": ("uldviz.distill", "run the mini-distillation experiment (notebook 03) from a terminal"),
+    "distill": ("uldviz.distill.cli", "train named distillation runs over several seeds (notebook 03), JSON out"),
+    "protocol": ("uldviz.distill.cli:protocol_main",
+                 "notebooks 03/04's experiment: grids on validation, 5 seeds, two regimes, test scores"),
     "bench": ("uldviz.bench", "benchmark ULD against the floor, KL, the reference and exact OT"),
     "build-teacher": ("uldviz.teacher", "rebuild the shipped tokenizers and teacher checkpoint in data/"),
 }
@@ -27,8 +29,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    module_name, _, func = COMMANDS[argv[0]][0].partition(":")
+    module = importlib.import_module(module_name)
+    return int(getattr(module, func or "main")(argv[1:]) or 0)
 
 
 if __name__ == "__main__":

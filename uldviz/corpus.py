@@ -20,6 +20,7 @@ __all__ = [
     "load_hf_dataset",
     "split_documents",
     "train_val_split",
+    "train_val_test_split",
 ]
 
 #: Separator placed between documents by :func:`load_corpus`; :func:`train_val_split` cuts there.
@@ -154,3 +155,15 @@ def train_val_split(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     if not val:  # tiny texts: hold out the last document
         val.append(train.pop())
     return sep.join(train), sep.join(val)
+
+
+def train_val_test_split(text: str, heldout_fraction: float = 0.1) -> tuple[str, str, str]:
+    """Three disjoint sets of whole documents: (train, validation, test).
+
+    The held-out part is exactly :func:`train_val_split`'s (so a teacher trained on its train part
+    never saw validation or test text), then cut in two halves of documents by the same rule.
+    Validation is for choosing checkpoints and hyper-parameters; test only for the reported score.
+    """
+    train, heldout = train_val_split(text, heldout_fraction)
+    val, test = train_val_split(heldout, 0.5)
+    return train, val, test

@@ -20,7 +20,22 @@ __all__ = [
     "sample_blocks",
     "model_nll",
     "model_bits_per_byte",
+    "context_length",
 ]
+
+
+def context_length(model) -> int:
+    """A causal LM's context length in tokens: GPT-2's ``n_positions`` or Llama/NeoX's ``max_position_embeddings``.
+
+    A model whose config has neither raises a ``ValueError`` instead of a guessed default.
+    """
+    cfg = getattr(model, "config", None)
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError(f"cannot tell the context length of {type(model).__name__}: its config has no n_positions or "
+                     "max_position_embeddings; pass block_size explicitly")
 
 
 def utf8_bytes(text: str) -> int:
@@ -105,8 +120,7 @@ def model_nll(model, tokenizer, text: str, block_size: int | None = None, batch_
     ``max_position_embeddings``). Runs in eval mode on ``device`` (default: the model's).
     """
     if block_size is None:
-        cfg = model.config
-        block_size = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 128
+        block_size = context_length(model)
     blocks = encode_blocks(tokenizer, text, int(block_size))
     device = device or next(model.parameters()).device
     was_training = model.training

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -21,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from .schedule import warmup_cosine_lr
 
 __all__ = ["TeacherConfig", "QUICK", "build_teacher", "train_lm", "main"]
 
@@ -61,14 +62,6 @@ QUICK = dict(teacher_vocab=300, student_vocab=200, n_layer=1, n_embd=32, n_head=
              batch_size=8, steps=8, warmup=2)
 
 
-def _lr_at(step: int, cfg: TeacherConfig) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr``."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def train_lm(model, ids: torch.Tensor, cfg: TeacherConfig, eos_id: int, log=None, device="cpu"):
     """Pretrain ``model`` on the token stream ``ids`` for ``cfg.steps`` AdamW steps; returns the loss per step."""
     from .metrics import sample_blocks
@@ -84,7 +77,7 @@ def train_lm(model, ids: torch.Tensor, cfg: TeacherConfig, eos_id: int, log=None
     losses = []
     for step in range(cfg.steps):
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = warmup_cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
         x, y = sample_blocks(ids, cfg.batch_size, cfg.block_size, eos_id, generator=gen)
         x = x.to(device)
         logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits
