@@ -38,6 +38,8 @@ __all__ = [
     "group_byte_spans",
     "SpanAlignment",
     "align_spans",
+    "TextAlignment",
+    "align_text",
 ]
 
 
@@ -444,3 +446,77 @@ def align_spans(texts, student_offsets, student_valid, teacher_offsets, teacher_
             "(are they tokenizations of the same texts?)"
         )
     return SpanAlignment(*torch.from_numpy(np.ascontiguousarray(cols)), batch_size=batch)
+
+
+# --------------------------------------------------------------------------- one sentence, for display
+@dataclass
+class TextAlignment:
+    """One text encoded by both tokenizers as rows ``[eos] + tokens`` and its groups, for explorers and plots.
+
+    ``*_ids`` are the rows (what the models read), ``*_spans`` each row token's UTF-8 byte span
+    (the eos (0, 0)), ``alignment`` the :class:`SpanAlignment` of this one sample.
+    """
+
+    text: str
+    student_ids: list
+    student_spans: list
+    teacher_ids: list
+    teacher_spans: list
+    alignment: SpanAlignment
+
+    @property
+    def groups(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """The groups as ``((student_start, student_end), (teacher_start, teacher_end))`` row indices."""
+        return self.alignment.groups(0)
+
+    @property
+    def num_groups(self) -> int:
+        """How many groups the text has."""
+        return self.alignment.num_groups
+
+    def group_bytes(self, g: int) -> tuple[int, int]:
+        """Byte (start, end) of group ``g`` in ``text.encode()``."""
+        self._check(g)
+        return int(self.alignment.byte_start[g]), int(self.alignment.byte_end[g])
+
+    def group_text(self, g: int) -> str:
+        """The text group ``g`` covers."""
+        lo, hi = self.group_bytes(g)
+        return self.text.encode("utf-8")[lo:hi].decode("utf-8", errors="replace")
+
+    def _check(self, g) -> None:
+        if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < self.num_groups:
+            raise IndexError(f"group index must be an int in [0, {self.num_groups}), got {g!r}")
+
+
+def _encode_row(tokenizer, text: str, max_len: int | None):
+    """One row ``[eos] + tokens`` (truncated to ``max_len``): ids, character offsets and byte lengths."""
+    _check_fast(tokenizer)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    ids = ([eos] if eos is not None else []) + list(enc["input_ids"])
+    offs = ([(0, 0)] if eos is not None else []) + [tuple(o) for o in enc["offset_mapping"]]
+    if max_len is not None:
+        ids, offs = ids[:max_len], offs[:max_len]
+    return ids, offs, token_byte_lengths(tokenizer, ids)
+
+
+def align_text(text: str, student_tok, teacher_tok, max_len: int | None = None) -> TextAlignment:
+    """Encode ``text`` with both tokenizers as training rows do and align them (:func:`align_spans`)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not text:
+        raise ValueError("text is empty: there is nothing to align")
+    if max_len is not None and (not isinstance(max_len, int) or max_len < 2):
+        raise ValueError(f"max_len must be an int >= 2 (the eos and one token), got {max_len!r}")
+    s_ids, s_off, s_bytes = _encode_row(student_tok, text, max_len)
+    t_ids, t_off, t_bytes = _encode_row(teacher_tok, text, max_len)
+    if len(s_ids) == 0 or len(t_ids) == 0:
+        raise ValueError("a tokenizer made no token of this text")
+    alignment = align_spans(
+        [text], torch.tensor([s_off]), torch.ones(1, len(s_ids), dtype=torch.bool), torch.tensor([t_off]),
+        torch.ones(1, len(t_ids), dtype=torch.bool), torch.tensor([s_bytes]), torch.tensor([t_bytes]),
+    )
+    s_spans = [tuple(x) for x in _byte_spans(text, s_off, s_bytes).tolist()]
+    t_spans = [tuple(x) for x in _byte_spans(text, t_off, t_bytes).tolist()]
+    return TextAlignment(text, s_ids, s_spans, t_ids, t_spans, alignment)
