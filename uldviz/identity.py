@@ -274,10 +274,12 @@ def hybrid_uld_loss(student_logprobs, teacher_logprobs, shared: SharedVocab, *, 
     is GOLD's generalised JSD with ``beta`` (0.5). The default is the generalised KL because, with
     one vocabulary, it is exactly the KL of ordinary distillation (the kit's same-tokenizer
     reference), so the hybrid runs from ULD (nothing shared) to KD (everything shared); it stays
-    a divergence on the un-normalised sub-vectors, and its gradient does not vanish where the
-    student gives a shared string far too little mass, as JSD's does. The weight ``w`` divides by the
-    teacher's vocabulary (the logits' width), as TRL does (``matched_token_count /
-    teacher_vocab_size`` in ``ULDLoss._compute_hybrid_uld_loss``); ``weight=`` overrides it.
+    a divergence on the un-normalised sub-vectors, and where the student gives a shared string far
+    too little mass its gradient in that logit stays near :math:`-p_i` (JSD's, :math:`(1-\beta)\,
+    q_i \log(q_i/m_i)`, goes to 0). The weight ``w`` divides by the teacher's vocabulary (the logits'
+    width), as TRL does (``matched_token_count / teacher_vocab_size`` in
+    ``ULDLoss._compute_hybrid_uld_loss``); ``weight=`` overrides it. Unlike TRL, which matches raw
+    token strings (so 'Ġthe' never meets '▁the'), :class:`SharedVocab` matches surface strings.
     ULD's part reuses :func:`uldviz.losses.uld_distance`; where one side has no unshared token, it is
     the other side's remaining mass (zero padding; TRL sets it to 0). Gradients reach the student only.
     """
