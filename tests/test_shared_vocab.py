@@ -1,0 +1,94 @@
+"""The shared-vocabulary map: hand-made vocabularies, a stub tokenizer, and the kit's real pair."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from uldviz.shared_vocab import SharedVocab, surface_vocab
+from uldviz.tokenization import _byte_decoder, offline_tokenizers
+
+
+@pytest.fixture(scope="module")
+def toks():
+    return offline_tokenizers()  # (teacher byte-level BPE, student Unigram)
+
+
+def test_from_vocabs_keeps_the_common_strings_in_teacher_id_order():
+    sv = SharedVocab.from_vocabs({"a": 0, " the": 1, "x": 2}, {"y": 0, "a": 3, " the": 5})
+    assert sv.strings == ["a", " the"]
+    assert sv.student_ids.tolist() == [0, 1] and sv.teacher_ids.tolist() == [3, 5]
+    assert (sv.student_size, sv.teacher_size, len(sv), sv.num_shared) == (3, 6, 2, 2)
+    assert sv.summary()["share_of_teacher"] == pytest.approx(2 / 6)
+
+
+def test_from_vocabs_with_nothing_in_common_is_empty():
+    sv = SharedVocab.from_vocabs({"a": 0}, {"b": 0})
+    assert len(sv) == 0 and sv.student_ids.dtype == torch.long
+
+
+class StubTokenizer:
+    """Enough of a tokenizer for surface_vocab: a vocabulary, special ids, no byte-level backend."""
+
+    def __init__(self, vocab, specials=()):
+        self._vocab, self.all_special_ids = vocab, list(specials)
+
+    def get_vocab(self):
+        return dict(self._vocab)
+
+    def __len__(self):
+        return len(self._vocab)
+
+
+def test_surface_vocab_normalises_drops_specials_and_keeps_the_lowest_id():
+    tok = StubTokenizer({"</s>": 0, "▁the": 4, " the": 2, "a": 1, "<pad>": 3}, specials=[0, 3])
+    assert surface_vocab(tok) == {" the": 2, "a": 1}
+
+
+def test_kit_pair_overlap(toks):
+    teacher, student = toks
+    sv = SharedVocab.from_tokenizers(student, teacher)
+    s_surface, t_surface = surface_vocab(student), surface_vocab(teacher)
+    assert len(sv) == len(set(s_surface) & set(t_surface))
+    assert 100 < len(sv) < min(len(s_surface), len(t_surface))
+    assert (sv.student_size, sv.teacher_size) == (len(student), len(teacher))
+    # each pair spells the same text; no special token on either side
+    s_tokens = student.convert_ids_to_tokens(sv.student_ids.tolist())
+    assert all(tok.replace("▁", " ") == w for tok, w in zip(s_tokens, sv.strings))
+    for i, w in zip(sv.teacher_ids.tolist(), sv.strings):
+        assert teacher.decode([i]) == w
+    assert not set(sv.student_ids.tolist()) & set(student.all_special_ids)
+    assert not set(sv.teacher_ids.tolist()) & set(teacher.all_special_ids)
+    assert " the" in sv.strings  # 'Ġthe' and '▁the' meet as ' the'
+
+
+def test_partial_utf8_bytes_never_match(toks):
+    # the teacher's single-byte entry for 0xE9 is written 'é' in GPT-2's byte map, but it is not the letter é
+    teacher, student = toks
+    symbol = next(ch for ch, b in _byte_decoder().items() if b == 0xE9)
+    assert symbol == "é" and symbol in teacher.get_vocab() and "é" in surface_vocab(student)
+    sv = SharedVocab.from_tokenizers(student, teacher)
+    assert teacher.convert_tokens_to_ids(symbol) not in sv.teacher_ids.tolist()
+    assert "é" not in surface_vocab(teacher) or teacher.decode([surface_vocab(teacher)["é"]]) == "é"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(student_ids=torch.tensor([0, 1]), teacher_ids=torch.tensor([0]), strings=["a"]), "same length"),
+    (dict(student_ids=torch.tensor([0, 0]), teacher_ids=torch.tensor([0, 1]), strings=["a", "b"]), "one-to-one"),
+    (dict(student_ids=torch.tensor([5]), teacher_ids=torch.tensor([0]), strings=["a"], student_size=3), "outside"),
+    (dict(student_ids=torch.tensor([-1]), teacher_ids=torch.tensor([0]), strings=["a"]), "negative"),
+    (dict(student_ids=torch.tensor([0]), teacher_ids=torch.tensor([0]), strings=[]), "strings"),
+    (dict(student_ids=torch.tensor([0.0]), teacher_ids=torch.tensor([0]), strings=["a"]), "integer"),
+])
+def test_bad_shared_vocab(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        SharedVocab(**kwargs)
+
+
+def test_bad_vocab_arguments():
+    with pytest.raises(TypeError, match="dict"):
+        SharedVocab.from_vocabs(["a"], {"a": 0})
+    with pytest.raises(ValueError, match="empty"):
+        SharedVocab.from_vocabs({}, {"a": 0})
+    with pytest.raises(TypeError, match="tokenizer"):
+        surface_vocab(object())
