@@ -1,13 +1,20 @@
-"""The mini-distillation: batching, the objective, bits per byte, the loop, stop flag, CLI."""
+"""The mini-distillation: config, batches, objectives and controls, the loop's checkpoint selection, runners, CLI."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from uldviz import distill
 from uldviz.distill import (
@@ -15,18 +22,26 @@ from uldviz.distill import (
     Setup,
     StopFlag,
     encode_texts,
+    evaluate,
     fast_config,
     make_batch,
+    make_objective,
     parse_run,
     run_config,
+    run_label,
+    shuffle_pairs,
     step_loss,
     student_subset,
     summarize,
     train,
-    val_bits_per_byte,
 )
+from uldviz.distill import core as dcore
+from uldviz.distill.data import generate_teacher_text, sample_tokens, teacher_generated_text
+from uldviz.distill.objectives import uld_term
 from uldviz.models import tiny_causal_lm
 from uldviz.tokenization import offline_tokenizers
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,44 +51,46 @@ def toks():
 
 @pytest.fixture(scope="module")
 def tiny_setup(toks):
-    from uldviz.corpus import load_corpus, train_val_split
+    from uldviz.corpus import load_corpus, train_val_test_split
 
     t_tok, s_tok = toks
-    train_text, val_text = train_val_split(load_corpus()[:60_000], 0.1)
+    train_text, val_text, test_text = train_val_test_split(load_corpus()[:80_000], 0.2)
     teacher = tiny_causal_lm(len(t_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=1)
-    return Setup(teacher, t_tok, s_tok, train_text, val_text[:3000])
+    return Setup(teacher, t_tok, s_tok, train_text, val_text[:1500], test_text[:1500])
 
 
 def tiny_cfg(**kw):
     base = dict(steps=4, batch_size=4, n_layer=1, n_embd=32, n_head=2, n_positions=96, eval_every=2,
-                eval_chars=1500, window_chars=120, train_fraction=0.5, device="cpu")
+                window_chars=120, train_fraction=0.5, device="cpu")
     return DistillConfig(**{**base, **kw})
 
 
 # ---------------------------------------------------------------- config and names
 def test_config_validation():
-    with pytest.raises(ValueError, match="loss must be"):
-        DistillConfig(loss="mse")
-    with pytest.raises(ValueError, match="same_tokenizer"):
-        DistillConfig(loss="kl")
-    with pytest.raises(ValueError, match="align"):
-        DistillConfig(align="greedy")
-    with pytest.raises(ValueError, match="lam"):
-        DistillConfig(lam=-1)
-    with pytest.raises(ValueError, match="steps"):
-        DistillConfig(steps=0)
-    with pytest.raises(ValueError, match="divisible"):
-        DistillConfig(n_embd=30, n_head=4)
+    for bad, match in [(dict(loss="mse"), "loss must be"), (dict(loss="kl"), "same_tokenizer"),
+                       (dict(loss="uld", same_tokenizer=True), "cross-tokenizer"), (dict(align="greedy"), "align"),
+                       (dict(lam=-1), "lam"), (dict(steps=0), "steps"), (dict(n_embd=30, n_head=4), "divisible"),
+                       (dict(label_smoothing=1.0), "label_smoothing"), (dict(text="web"), "text"),
+                       (dict(hybrid_weight=2.0), "hybrid_weight"), (dict(chunk_tau=0), "chunk_tau")]:
+        with pytest.raises(ValueError, match=match):
+            DistillConfig(**bad)
 
 
-def test_parse_run_and_run_config():
+def test_parse_run_sets_the_tuned_value_of_each_run():
     assert parse_run("uld-offset@0.5") == ("uld-offset", {"loss": "uld", "align": "offset", "lam": 0.5})
+    name, over = parse_run("ce-ls@0.2")
+    assert name == "ce-ls" and over["label_smoothing"] == 0.2 and "lam" not in over
+    assert parse_run("uld-shuffled@3")[1]["lam"] == 3.0  # a control takes its method's λ
     cfg = run_config("kl-same", DistillConfig(steps=7), seed=3)
     assert (cfg.loss, cfg.same_tokenizer, cfg.steps, cfg.seed) == ("kl", True, 7, 3)
+    assert run_config("seqkd").text == "teacher" and run_config("uld-shuffled").shuffle_teacher
     with pytest.raises(ValueError, match="unknown run"):
         parse_run("uld")
     with pytest.raises(ValueError, match="number"):
         parse_run("uld-offset@big")
+    with pytest.raises(ValueError, match="nothing to set"):
+        parse_run("ce@0.1")
+    assert run_label("ce-ls@0.1").endswith("(ε = 0.1)") and run_label("uld-offset@3").endswith("(λ = 3)")
 
 
 def test_fast_config_is_smaller():
@@ -88,6 +105,18 @@ def test_student_subset_fraction_and_spread():
     assert student_subset(text, 1.0) == text
     with pytest.raises(ValueError):
         student_subset(text, 0)
+
+
+def test_splits_are_disjoint_documents_and_the_teacher_never_saw_val_or_test():
+    from uldviz.corpus import load_corpus, split_documents, train_val_split, train_val_test_split
+
+    text = load_corpus()
+    train_text, val_text, test_text = train_val_test_split(text, 0.1)
+    docs = [set(split_documents(t)) for t in (train_text, val_text, test_text)]
+    assert not (docs[0] & docs[1]) and not (docs[0] & docs[2]) and not (docs[1] & docs[2])
+    assert all(docs) and len(set.union(*docs)) == len(split_documents(text))
+    assert train_val_split(text, 0.1)[0] == train_text  # exactly the teacher's training split
+    assert 0.3 < len(val_text) / (len(val_text) + len(test_text)) < 0.7
 
 
 def test_encode_texts_prepends_eos_pads_and_keeps_offsets(toks):
@@ -130,106 +159,271 @@ def test_bits_per_byte_against_hand_computation(toks):
     n_tokens = len(t_tok(text, add_special_tokens=False)["input_ids"])
     n_bytes = len(text.encode("utf-8"))
     hand = n_tokens * math.log2(len(t_tok)) / n_bytes  # every token predicted once, -log2(1/V) bits each
-    assert val_bits_per_byte(Uniform(len(t_tok)), t_tok, text, 16) == pytest.approx(hand, rel=1e-6)
+    assert evaluate(Uniform(len(t_tok)), t_tok, text, 16) == pytest.approx(hand, rel=1e-6)
 
 
-# ---------------------------------------------------------------- the objective
-@pytest.mark.parametrize("spec", ["ce", "uld-positional", "uld-offset", "kl-same"])
+# ---------------------------------------------------------------- the objectives and the controls
+def test_shuffle_keeps_the_multiset_and_changes_the_pairing():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 4)
+    m = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    y = shuffle_pairs(x, m, g)
+    assert sorted(map(tuple, x[m].tolist())) == sorted(map(tuple, y[m].tolist()))  # same distributions
+    assert torch.equal(x[~m], y[~m])  # padding untouched
+    assert (x[m] != y[m]).any(-1).float().mean() > 0.5  # most pairs now meet another teacher row
+    with pytest.raises(ValueError, match="mask"):
+        shuffle_pairs(x, m[:, :4], g)
+
+
+def test_uld_shuffled_compares_with_other_positions_of_the_same_batch(toks):
+    t_tok, s_tok = toks
+    batch = make_batch(["The name is bound to an object here.", "Identifiers and keywords are names."],
+                       s_tok, t_tok, 64, 64)
+    torch.manual_seed(0)
+    s = torch.randn(2, batch.student_ids.shape[1], len(s_tok))
+    t = torch.randn(2, batch.teacher_ids.shape[1], len(t_tok)) * 3
+    plain = uld_term(s, t, batch)
+    shuffled = uld_term(s, t, batch, generator=torch.Generator().manual_seed(1))
+    assert plain.item() != pytest.approx(shuffled.item(), abs=1e-4)
+    # comparing every student row with the teacher row it was shuffled onto gives exactly the shuffled loss
+    from uldviz.align import gather_pairs
+    from uldviz.distill.objectives import pair_positions
+    from uldviz.losses import uld_loss
+
+    ps, pt, m = gather_pairs(s, t, pair_positions(batch, "offset"))
+    pt2 = shuffle_pairs(pt, m, torch.Generator().manual_seed(1))
+    assert uld_loss(ps, pt2, mask=m).item() == pytest.approx(shuffled.item(), rel=1e-6)
+
+
+def test_label_smoothing_is_torchs(toks):
+    _, s_tok = toks
+    student = tiny_causal_lm(len(s_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
+    batch = make_batch(["Label smoothing is a regulariser.", "It needs no teacher."], s_tok, s_tok, 64, 64)
+    cfg = run_config("ce-ls@0.1", tiny_cfg())
+    _, ce, dist = step_loss(cfg, student, batch)
+    logits = student(input_ids=batch.student_ids, attention_mask=batch.student_valid.long()).logits[:, :-1]
+    labels = batch.student_ids[:, 1:].masked_fill(~dcore.label_mask(batch.student_valid)[:, :-1], -100)
+    want = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), label_smoothing=0.1)
+    assert ce.item() == pytest.approx(want.item(), rel=1e-6) and dist.item() == 0
+    plain = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+    assert abs(ce.item() - plain.item()) > 1e-3  # smoothing changed the loss
+
+
+@pytest.mark.parametrize("spec", ["ce", "uld-positional", "uld-offset", "uld-shuffled", "kl-same", "hybrid",
+                                  "hybrid-shuffled", "chunk-lik@3", "chunk-lik-shuffled@3"])
 def test_training_steps_decrease_the_loss_on_a_tiny_batch(toks, spec):
     t_tok, s_tok = toks
     cfg = run_config(spec, tiny_cfg(lam=0.5))
+    setup = SimpleNamespace(student_tokenizer=s_tok, teacher_tokenizer=t_tok)
     teacher = tiny_causal_lm(len(t_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=1).eval()
     student_tok = t_tok if cfg.same_tokenizer else s_tok
     student = tiny_causal_lm(len(student_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
     batch = make_batch(["The name is bound to an object.", "Identifiers and keywords."], student_tok, t_tok, 64, 64)
+    objective = make_objective(cfg, setup)
+    assert (objective is None) == (spec == "ce")
     opt = torch.optim.AdamW(student.parameters(), lr=1e-2)
     losses = []
     for _ in range(15):
-        loss, ce, dist = step_loss(cfg, student, batch, teacher)
+        loss, ce, dist = step_loss(cfg, student, batch, teacher, objective)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        if spec != "ce":
-            assert dist.item() > 0
-        else:
-            assert dist.item() == 0
+        assert (dist.item() > 0) == (spec != "ce")
     assert losses[-1] < 0.8 * losses[0]
 
 
 def test_step_loss_needs_teacher_and_shared_vocab_for_kl(toks):
     t_tok, s_tok = toks
+    setup = SimpleNamespace(student_tokenizer=s_tok, teacher_tokenizer=t_tok)
     student = tiny_causal_lm(len(s_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64)
     teacher = tiny_causal_lm(len(t_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64)
     batch = make_batch(["some text here"], s_tok, t_tok, 64, 64)
+    cfg = run_config("uld-offset", tiny_cfg())
     with pytest.raises(ValueError, match="teacher"):
-        step_loss(run_config("uld-offset", tiny_cfg()), student, batch, None)
+        step_loss(cfg, student, batch, None, make_objective(cfg, setup))
+    cfg = run_config("kl-same", tiny_cfg())
     with pytest.raises(ValueError, match="tokenizer"):
-        step_loss(run_config("kl-same", tiny_cfg()), student, batch, teacher)
+        step_loss(cfg, student, batch, teacher, make_objective(cfg, setup))
+    with pytest.raises(ValueError, match="shuffled"):
+        make_objective(DistillConfig(loss="kl", same_tokenizer=True, shuffle_teacher=True), setup)
 
 
 # ---------------------------------------------------------------- the loop
-def test_train_records_curves_and_callbacks(tiny_setup):
+def test_train_records_curves_selection_and_callbacks(tiny_setup):
     events = []
     res = train(run_config("uld-offset", tiny_cfg()), tiny_setup, "uld-offset", callback=events.append)
     kinds = [e["type"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("step") == 4
     assert res.steps_done == 4 and len(res.train_ce) == 4 and not res.stopped
     assert res.val_steps == [2, 4] and all(1 < v < 20 for v in res.val_bpb)
-    assert math.isfinite(res.final_bpb) and isinstance(res.sample, str)
+    assert res.selected_step in res.val_steps and res.val_selected == min(res.val_bpb)
+    assert math.isfinite(res.test_selected) and math.isfinite(res.test_final) and isinstance(res.sample, str)
     assert json.loads(json.dumps(res.to_dict()))["name"] == "uld-offset"
+
+
+def test_selected_step_is_chosen_on_validation_only(tiny_setup, monkeypatch):
+    """Validation decides the checkpoint; the test score is read from that checkpoint, never used to choose."""
+    val_scores = iter([3.0, 2.5, 2.7, 2.9])  # the validation minimum is at the 2nd evaluation (step 4)
+    seen = {}
+
+    def fake_evaluate(model, tokenizer, text, block):
+        fingerprint = float(sum(p.detach().double().sum() for p in model.parameters()))
+        if text == tiny_setup.test_text:
+            return fingerprint  # a "test score" that identifies the weights it was computed on
+        score = next(val_scores)
+        seen[score] = fingerprint
+        return score
+
+    monkeypatch.setattr(dcore, "evaluate", fake_evaluate)
+    res = train(run_config("ce", tiny_cfg(steps=8)), tiny_setup, sample_prompt=None)
+    assert res.val_steps == [2, 4, 6, 8] and res.selected_step == 4 and res.val_selected == 2.5
+    assert res.test_selected == seen[2.5]  # the checkpoint of step 4 was scored on test
+    assert res.test_final == seen[2.9] != res.test_selected  # the last step's weights give the final score
 
 
 def test_stop_flag_ends_run_cleanly_keeping_its_curve(tiny_setup):
     stop = StopFlag()
 
     def cb(event):
-        if event["type"] == "step" and event["step"] == 2:
+        if event["type"] == "step" and event["step"] == 3:
             stop.set()
 
     res = train(run_config("ce", tiny_cfg(steps=50)), tiny_setup, "ce", callback=cb, stop=stop)
-    assert res.stopped and res.steps_done == 2 and res.train_steps == [1, 2]
-    assert math.isfinite(res.final_bpb) and res.val_steps[-1] == 2
+    assert res.stopped and not res.interrupted and res.steps_done == 3 and res.train_steps == [1, 2, 3]
+    assert res.val_steps == [2, 3] and math.isfinite(res.test_selected)
+
+
+def test_objective_is_a_parameter_of_the_loop(tiny_setup):
+    calls = []
+
+    def my_term(s_logits, t_logits, batch):
+        calls.append((s_logits.shape[0], t_logits.shape[-1]))
+        return (s_logits.float().softmax(-1)[..., 0]).mean()
+
+    res = train(tiny_cfg(loss="uld", steps=3), tiny_setup, objective=my_term, sample_prompt=None)
+    assert len(calls) == 3 and calls[0] == (4, len(tiny_setup.teacher_tokenizer))
+    assert all(d > 0 for d in res.train_distill)
+    res = train(tiny_cfg(loss="uld", steps=2), tiny_setup, objective=None, sample_prompt=None)
+    assert res.train_distill == [0.0, 0.0]
+    with pytest.raises(ValueError, match="objective"):
+        train(tiny_cfg(steps=1), tiny_setup, objective="uld")
 
 
 def test_same_seed_same_run(tiny_setup):
     a = train(run_config("ce", tiny_cfg(steps=2)), tiny_setup, sample_prompt=None)
     b = train(run_config("ce", tiny_cfg(steps=2)), tiny_setup, sample_prompt=None)
-    assert a.train_ce == b.train_ce and a.final_bpb == b.final_bpb
+    assert a.train_ce == b.train_ce and a.test_selected == b.test_selected
 
 
-def test_summarize_mean_std(tiny_setup):
-    fake = {"ce": [SimpleNamespace(final_bpb=v, config={"seed": s, "lam": 0.3}, seconds=1.0)
-                   for s, v in enumerate([2.0, 2.2, 2.4])]}
+def test_summarize_mean_std():
+    fake = {"ce": [SimpleNamespace(test_selected=v, test_final=v + 0.1, selected_step=10, config={"seed": s},
+                                   seconds=1.0) for s, v in enumerate([2.0, 2.2, 2.4])]}
     row = summarize(fake)["ce"]
-    assert row["mean"] == pytest.approx(2.2) and row["std"] == pytest.approx(0.2)
+    assert row["selected"]["mean"] == pytest.approx(2.2) and row["selected"]["std"] == pytest.approx(0.2)
+    assert row["final"]["mean"] == pytest.approx(2.3) and row["seeds"] == [0, 1, 2]
 
 
+# ---------------------------------------------------------------- teacher-written text and sampling
+def test_sample_tokens_slides_past_the_context(toks):
+    t_tok, _ = toks
+    model = tiny_causal_lm(len(t_tok), n_layer=1, n_embd=32, n_head=2, n_positions=16, seed=0)
+    out = sample_tokens(model, torch.tensor([[1, 2, 3], [4, 5, 6]]), 40, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 43) and torch.equal(out[:, :3], torch.tensor([[1, 2, 3], [4, 5, 6]]))
+    again = sample_tokens(model, torch.tensor([[1, 2, 3], [4, 5, 6]]), 40, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    with pytest.raises(ValueError, match="prompt_ids"):
+        sample_tokens(model, torch.tensor([1, 2]), 3)
+
+
+def test_teacher_text_has_the_students_character_budget(toks, tiny_setup):
+    t_tok, _ = toks
+    text = generate_teacher_text(tiny_setup.teacher, t_tok, tiny_setup.train_text, 0.2, block_chars=500)
+    real_blocks = student_subset(tiny_setup.train_text, 0.2, block_chars=500).split("\n")
+    assert abs(len(text) - sum(len(b) + 1 for b in real_blocks) + 1) < 5
+    assert text[:5] == tiny_setup.train_text[:5]  # each block starts with its prompt, the real text's start
+
+
+def test_shipped_teacher_text_is_found_and_missing_text_is_explained(tiny_setup):
+    from uldviz.distill.data import seqkd_path
+
+    for fraction in (0.03, 1.0):
+        card = json.loads(seqkd_path(fraction).with_suffix(".json").read_text())
+        assert card["command"].startswith("python -m uldviz protocol --generate-text")
+        assert len(teacher_generated_text(SimpleNamespace(generated={}), fraction)) == card["chars"]
+    with pytest.raises(FileNotFoundError, match="--generate-text 0.77"):
+        teacher_generated_text(SimpleNamespace(generated={}), 0.77)
+
+
+# ---------------------------------------------------------------- command line and runners
 def test_cli_writes_json_with_command(tiny_setup, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(distill, "prepare", lambda preset="offline": tiny_setup)
-    monkeypatch.setattr(distill, "fast_config", lambda **kw: tiny_cfg(**{k: v for k, v in kw.items()}))
+    from uldviz.distill import cli, data
+
+    monkeypatch.setattr(data, "prepare", lambda preset="offline": tiny_setup)
+    monkeypatch.setattr(cli, "fast_config", lambda **kw: tiny_cfg(**kw))
     out = tmp_path / "r.json"
-    rc = distill.main(["--runs", "ce", "uld-offset@0.3", "--seeds", "0", "1", "--fast", "--device", "cpu",
-                       "--out", str(out), "--quiet"])
+    rc = cli.main(["--runs", "ce", "uld-offset@0.3", "--seeds", "0", "1", "--fast", "--device", "cpu",
+                   "--out", str(out), "--quiet"])
     assert rc == 0
     rec = json.loads(out.read_text())
     assert rec["command"].startswith("python -m uldviz distill --runs ce uld-offset@0.3")
-    assert set(rec["runs"]) == {"ce", "uld-offset@0.3"}
-    assert len(rec["runs"]["ce"]["val_bpb"]) == 2 and rec["runs"]["ce"]["std"] >= 0
-    assert "bits/byte" in capsys.readouterr().out
-
-
-def test_cli_single_loss_option(tiny_setup, tmp_path, monkeypatch):
-    monkeypatch.setattr(distill, "prepare", lambda preset="offline": tiny_setup)
-    monkeypatch.setattr(distill, "fast_config", lambda **kw: tiny_cfg(**kw))
-    out = tmp_path / "r.json"
-    distill.main(["--loss", "uld", "--align", "positional", "--lam", "0.2", "--fast", "--out", str(out), "--quiet"])
-    assert list(json.loads(out.read_text())["runs"]) == ["uld-positional@0.2"]
+    assert set(rec["runs"]) == {"ce", "uld-offset@0.3"} and rec["complete"]
+    assert len(rec["runs"]["ce"]["selected"]["values"]) == 2 and rec["runs"]["ce"]["selected"]["std"] >= 0
+    assert "test bpb" in capsys.readouterr().out
 
 
 def test_cli_rejects_bad_run():
+    from uldviz.distill import cli
+
     with pytest.raises(ValueError, match="unknown run"):
-        distill.main(["--runs", "nonsense", "--fast"])
+        cli.main(["--runs", "nonsense", "--fast"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_whole_experiment_after_saving_what_finished(tmp_path):
+    """Ctrl-C during the 2nd run: the command exits 130, the 1st run is saved, no further run starts."""
+    out = tmp_path / "r.json"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "uldviz", "distill", "--runs", "ce", "uld-offset", "ce-ls",
+                             "--fast", "--steps", "400", "--device", "cpu", "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:  # the progress line of each finished run goes to stderr (merged here)
+            lines.append(line)
+            if line.startswith("[1/3]"):
+                time.sleep(2)  # well inside the 2nd run (400 steps)
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "interrupted" in rest and "[3/3]" not in rest  # the 3rd run never started (not even its progress bar)
+    assert not any(line.lstrip("\r").startswith("[2/3]") for line in rest.splitlines())  # the 2nd never finished
+    rec = json.loads(out.read_text())
+    assert list(rec["runs"]) == ["ce"] and not rec["complete"]
+
+
+@pytest.mark.slow
+def test_run_parallel_matches_sequential_runs():
+    """The --jobs path (worker processes) gives the runs a sequential loop gives, seed by seed."""
+    from uldviz.distill import run_experiment, run_parallel
+
+    base = fast_config(steps=6, device="cpu", eval_every=3)
+    par = run_parallel(["ce", "uld-offset@0.3"], [0, 1], "offline", base, jobs=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers
+    try:
+        seq = run_experiment(["ce", "uld-offset@0.3"], [0, 1], distill.prepare("offline"), base)
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("ce", "uld-offset@0.3"):
+        assert [r.config["seed"] for r in par[name]] == [0, 1]
+        for a, b in zip(par[name], seq[name]):
+            assert a.train_ce == pytest.approx(b.train_ce, rel=1e-4)
+            assert a.test_selected == pytest.approx(b.test_selected, rel=1e-4)
+            assert a.selected_step == b.selected_step
 
 
 def test_hub_preset_offline_fails_clearly(monkeypatch):
@@ -251,23 +445,6 @@ def test_hub_preset_loads_local_save_pretrained_models(tmp_path, toks):
     s_tok.save_pretrained(tmp_path / "student")
     setup = distill.prepare("hub", hub_teacher=str(tmp_path / "teacher"), hub_student=str(tmp_path / "student"))
     assert setup.preset == "hub" and len(setup.student_tokenizer) == len(s_tok)
-    setup.val_text = setup.val_text[:1500]
+    setup.val_text, setup.test_text = setup.val_text[:1500], setup.test_text[:1500]
     res = train(run_config("uld-offset", tiny_cfg(steps=2)), setup, sample_prompt=None)
-    assert math.isfinite(res.final_bpb)
-
-
-def test_cli_merge_pools_seeds(tiny_setup, tmp_path, monkeypatch):
-    monkeypatch.setattr(distill, "prepare", lambda preset="offline": tiny_setup)
-    monkeypatch.setattr(distill, "fast_config", lambda **kw: tiny_cfg(**kw))
-    a, b, m = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "m.json"
-    distill.main(["--runs", "ce", "--seeds", "0", "1", "--fast", "--out", str(a), "--quiet"])
-    distill.main(["--runs", "ce", "--seeds", "1", "2", "--fast", "--out", str(b), "--quiet"])
-    distill.main(["--merge", str(a), str(b), "--out", str(m)])
-    ra, rb, rm = (json.loads(p.read_text()) for p in (a, b, m))
-    assert rm["runs"]["ce"]["seeds"] == [0, 1, 2]
-    vals = ra["runs"]["ce"]["val_bpb"] + rb["runs"]["ce"]["val_bpb"][1:]
-    assert rm["runs"]["ce"]["val_bpb"] == vals
-    assert rm["runs"]["ce"]["std"] == pytest.approx(__import__("statistics").stdev(vals))
-    assert [p["command"] for p in rm["parts"]] == [ra["command"], rb["command"]]
-    assert rm["command"].startswith("python -m uldviz distill --merge")
-    assert len(rm["curves"]["ce"]["val_bpb"]) == 3
+    assert math.isfinite(res.test_selected)

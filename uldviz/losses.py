@@ -361,7 +361,8 @@ def cross_entropy(logits, labels, *, ignore_index: int = -100, label_smoothing: 
     r"""Next-token cross-entropy with shape checks; ``reduction`` 'mean' (over labels that count), 'sum' or 'none'.
 
     ``label_smoothing`` :math:`\varepsilon` mixes the one-hot target with the uniform distribution, as
-    ``torch.nn.functional.cross_entropy`` does: :math:`(1-\varepsilon)\,(-\log q_y) + \tfrac{\varepsilon}{V}\sum_v -\log q_v`.
+    ``torch.nn.functional.cross_entropy`` does:
+    :math:`(1-\varepsilon)\,(-\log q_y) + \tfrac{\varepsilon}{V}\sum_v -\log q_v`.
     It is the kit's teacherless regulariser: a control for what a teacher adds.
     """
     x = validate_logits(logits, "logits")

@@ -31,7 +31,12 @@ __all__ = [
     "summarize",
 ]
 
+#: λ grids, fixed before the protocol's runs from each term's gradient size at λ = 1 on a batch of the default
+#: setting (CE's gradient norm ≈ 3-6; ULD's ≈ 0.11, hybrid's ≈ 0.6-1.2, chunk likelihood's ≈ 0.03-0.07, since
+#: τ = 100 flattens it): each grid spans the range where the term's push goes from small to CE's size.
 LAMBDA_GRID = (0.3, 1.0, 3.0)
+ULD_GRID = (0.3, 1.0, 3.0, 10.0)
+CHUNK_GRID = (3.0, 10.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,8 @@ RUNS: dict[str, RunSpec] = {
     "ce-ls": RunSpec(dict(loss="ce", label_smoothing=0.1), "CE + label smoothing (no teacher)",
                      tuned="label_smoothing", grid=(0.05, 0.1, 0.2), family="ce"),
     "uld-positional": RunSpec(dict(loss="uld", align="positional"), "CE + λ·ULD, positional",
-                              grid=LAMBDA_GRID, family="uld"),
-    "uld-offset": RunSpec(dict(loss="uld", align="offset"), "CE + λ·ULD, offset-aligned", grid=LAMBDA_GRID,
+                              grid=ULD_GRID, family="uld"),
+    "uld-offset": RunSpec(dict(loss="uld", align="offset"), "CE + λ·ULD, offset-aligned", grid=ULD_GRID,
                           family="uld"),
     "uld-shuffled": RunSpec(dict(loss="uld", align="offset", shuffle_teacher=True),
                             "CE + λ·ULD, shuffled teacher (control)", inherits="uld-offset", family="uld"),
@@ -65,7 +70,7 @@ RUNS: dict[str, RunSpec] = {
                       family="identity"),
     "hybrid-shuffled": RunSpec(dict(loss="hybrid", shuffle_teacher=True), "CE + λ·hybrid, shuffled teacher (control)",
                                inherits="hybrid", family="identity"),
-    "chunk-lik": RunSpec(dict(loss="chunk"), "CE + λ·chunk likelihood (ALM)", grid=LAMBDA_GRID, family="identity"),
+    "chunk-lik": RunSpec(dict(loss="chunk"), "CE + λ·chunk likelihood (ALM)", grid=CHUNK_GRID, family="identity"),
     "chunk-lik-shuffled": RunSpec(dict(loss="chunk", shuffle_teacher=True),
                                   "CE + λ·chunk likelihood, shuffled teacher (control)", inherits="chunk-lik",
                                   family="identity"),

@@ -21,7 +21,7 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import HTML, display
 
-from ..distill import DEFAULT_RUNS, RUN_LABELS, DistillConfig, StopFlag, run_config, train
+from ..distill import DEFAULT_RUNS, DistillConfig, StopFlag, run_config, run_label, train
 from ..plots.training import plot_curves
 
 __all__ = ["DistillDashboard", "DASHBOARD_CLASS", "STOP_CLASS"]
@@ -31,12 +31,6 @@ DASHBOARD_CLASS = "uldviz-dashboard"
 STOP_CLASS = "uldviz-stop"
 PROGRESS_CLASS = "uldviz-progress"
 TABLE_CLASS = "uldviz-results"
-
-
-def _label(name: str) -> str:
-    """Human label of a run name (``NAME`` or ``NAME@λ``)."""
-    base, _, lam = name.partition("@")
-    return RUN_LABELS.get(base, base) + (f" (λ = {lam})" if lam else "")
 
 
 class _UIPoller:
@@ -133,7 +127,7 @@ class DistillDashboard:
     def stop(self, *_):
         """Stop the current run after its step (the button's handler); its curve is kept."""
         self.stop_flag.set()
-        self._set_status(f"stopping <b>{html.escape(_label(self.current or ''))}</b> after this step…")
+        self._set_status(f"stopping <b>{html.escape(run_label(self.current or ''))}</b> after this step…")
 
     def _set_status(self, text: str) -> None:
         """Show one status line."""
@@ -149,7 +143,7 @@ class DistillDashboard:
         kind = event["type"]
         if kind == "start":
             self.current = name
-            self._set_status(f"training <b>{html.escape(_label(name))}</b> ({event['steps']} steps)")
+            self._set_status(f"training <b>{html.escape(run_label(name))}</b> ({event['steps']} steps)")
         elif kind == "step":
             curve["train_steps"].append(event["step"])
             curve["train_ce"].append(event["ce"])
@@ -157,7 +151,7 @@ class DistillDashboard:
             if not self.static:
                 self.progress.value = min(self.steps_done, self.total_steps)
             elif event["step"] % 10 == 0:
-                self._set_status(f"training <b>{html.escape(_label(name))}</b>: step {event['step']}/"
+                self._set_status(f"training <b>{html.escape(run_label(name))}</b>: step {event['step']}/"
                                  f"{event['steps']} ({self.steps_done}/{self.total_steps} in all)")
             self._poll()
         elif kind == "eval":
@@ -182,7 +176,7 @@ class DistillDashboard:
         if not force and now - self._last_draw < self.redraw_every_s:
             return
         self._last_draw = now
-        fig = plot_curves(self.curves, labels={n: _label(n) for n in self.curves}, teacher_bpb=self.teacher_bpb)
+        fig = plot_curves(self.curves, labels={n: run_label(n) for n in self.curves}, teacher_bpb=self.teacher_bpb)
         # what the figure shows, kept for tests: the validation points drawn per run
         self.last_plot = {name: len(c["val_bpb"]) for name, c in self.curves.items() if c["val_bpb"]}
         if not self.static:
@@ -195,7 +189,7 @@ class DistillDashboard:
         self.redraws += 1
 
     def table_rows(self) -> list[dict]:
-        """One row per finished run: label, held-out bits/byte, change against CE only (same tokenizer), steps, time."""
+        """One row per finished run: test bits/byte at the validation-selected step and at the last, vs CE only."""
         rows = []
         for name in self.runs:
             r = self.results.get(name)
@@ -204,9 +198,11 @@ class DistillDashboard:
             ref = self.results.get("ce-same" if r.config.get("same_tokenizer") else "ce")
             rows.append({
                 "run": name,
-                "label": _label(name),
-                "bpb": r.final_bpb,
-                "delta_vs_ce": None if ref is None else r.final_bpb - ref.final_bpb,
+                "label": run_label(name),
+                "bpb": r.test_selected,
+                "selected_step": r.selected_step,
+                "bpb_final": r.test_final,
+                "delta_vs_ce": None if ref is None else r.test_selected - ref.test_selected,
                 "steps": r.steps_done,
                 "seconds": r.seconds,
                 "stopped": r.stopped,
@@ -215,15 +211,16 @@ class DistillDashboard:
 
     def _update_table(self) -> None:
         """Render :meth:`table_rows` as an HTML table."""
-        head = ("<tr><th>run</th><th>held-out bits/byte</th><th>vs CE only (same tokenizer)</th><th>steps</th>"
-                "<th>time</th></tr>")
+        head = ("<tr><th>run</th><th>test bits/byte (selected step)</th><th>at step</th><th>last step</th>"
+                "<th>vs CE only (same tokenizer)</th><th>steps</th><th>time</th></tr>")
         body = ""
         for r in self.table_rows():
             plain = r["delta_vs_ce"] is None or r["run"] in ("ce", "ce-same")
             delta = "" if plain else f"{r['delta_vs_ce']:+.4f}"
             stopped = " (stopped)" if r["stopped"] else ""
-            body += (f"<tr><td>{html.escape(r['label'])}</td><td>{r['bpb']:.4f}</td><td>{delta}</td>"
-                     f"<td>{r['steps']}{stopped}</td><td>{r['seconds']:.0f} s</td></tr>")
+            body += (f"<tr><td>{html.escape(r['label'])}</td><td>{r['bpb']:.4f}</td><td>{r['selected_step']}</td>"
+                     f"<td>{r['bpb_final']:.4f}</td><td>{delta}</td><td>{r['steps']}{stopped}</td>"
+                     f"<td>{r['seconds']:.0f} s</td></tr>")
         self.last_table_html = f"<table class='{TABLE_CLASS}'>{head}{body}</table>"
         if not self.static:
             self.table.value = self.last_table_html
