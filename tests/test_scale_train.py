@@ -94,6 +94,11 @@ def test_fresh_student_and_positional_pairing_and_plain_ce_run(work):
     assert all(h["distill"] == 0 for h in ce.history)
 
 
+def test_sequences_longer_than_a_context_are_refused_by_name(work):
+    with pytest.raises(ValueError, match="longer than the context"):
+        train(config(work, "too_long", max_tokens=500))
+
+
 def test_bf16_mixed_precision_runs_on_cpu(work):
     res = train(config(work, "bf16", bf16=True, steps=2, eval_every=10))
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in res.history)

@@ -185,7 +185,7 @@ def cache_teacher(cfg: ScaleConfig) -> dict:
     """
     from accelerate import Accelerator
 
-    from .loading import load_teacher, load_tokenizer_of
+    from .loading import check_context, load_teacher, load_tokenizer_of
 
     if not cfg.teacher_cache:
         raise ValueError("--teacher-cache DIR is required: the folder the cache is written to")
@@ -198,7 +198,13 @@ def cache_teacher(cfg: ScaleConfig) -> dict:
     examples, _ = load_examples(cfg)
     s_tok = load_tokenizer_of(cfg.student)
     teacher, t_tok = load_teacher(cfg, acc.device)
+    check_context(teacher, cfg.teacher, cfg.max_tokens)
     out = Path(cfg.teacher_cache)
+    if acc.is_main_process:  # a cache left in the folder must not mix with this one
+        out.mkdir(parents=True, exist_ok=True)
+        for old in [*out.glob("shard_*.safetensors"), *out.glob("shards.*.json"), out / META]:
+            old.unlink(missing_ok=True)
+    acc.wait_for_everyone()
     with acc.autocast():
         shards = write_teacher_cache(teacher, t_tok, s_tok, examples, out, k=cfg.top_k, align=cfg.align,
                                      max_tokens=cfg.max_tokens, teacher_temperature=cfg.teacher_temperature,

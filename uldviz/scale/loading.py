@@ -7,7 +7,8 @@ import torch
 from ..models import load_pretrained
 from ..tokenization import load_tokenizer
 
-__all__ = ["load_teacher", "load_student", "load_tokenizer_of", "output_vocab", "same_tokenizer"]
+__all__ = ["load_teacher", "load_student", "load_tokenizer_of", "output_vocab", "same_tokenizer",
+           "check_context"]
 
 
 def load_tokenizer_of(name: str):
@@ -52,3 +53,11 @@ def output_vocab(model, tok) -> int:
 def same_tokenizer(a, b) -> bool:
     """Whether two tokenizers map every string to the same id (what KL on one vocabulary needs)."""
     return a.get_vocab() == b.get_vocab()
+
+
+def check_context(model, name: str, tokens: int, what: str = "--max-tokens") -> None:
+    """Refuse sequences longer than the model's context (a GPT-2 would fail deep inside torch with an index error)."""
+    cfg = model.config
+    context = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if context and tokens > context:
+        raise ValueError(f"{what} {tokens} is longer than the context of {name!r} ({context} tokens); lower it")

@@ -25,7 +25,7 @@ import torch
 from .config import ScaleConfig, parse_and_run
 from .data import encode_examples, fingerprint, global_batch, load_examples, process_share
 from .evaluate import distributed_bits_per_byte, held_out_blocks
-from .loading import load_student, load_teacher, output_vocab, same_tokenizer
+from .loading import check_context, load_student, load_teacher, output_vocab, same_tokenizer
 from .objectives import LossContext, batch_sums, get_objective
 
 __all__ = ["TrainState", "TrainResult", "train", "save_checkpoint", "find_checkpoint", "main"]
@@ -115,6 +115,9 @@ def train(cfg: ScaleConfig) -> TrainResult:
     examples, val_text = load_examples(cfg)
     student, s_tok = load_student(cfg)
     teacher, t_tok = load_teacher(cfg, acc.device) if objective.teacher == "logits" else (None, None)
+    check_context(student, cfg.student, max(cfg.max_tokens, cfg.eval_block))
+    if teacher is not None:
+        check_context(teacher, cfg.teacher, cfg.max_tokens)
     ctx = LossContext(cfg, s_tok, t_tok, output_vocab(student, s_tok),
                       output_vocab(teacher, t_tok) if teacher is not None else 0)
     if objective.same_tokenizer and not same_tokenizer(s_tok, t_tok):
@@ -142,7 +145,7 @@ def train(cfg: ScaleConfig) -> TrainResult:
         return bpb
 
     bar = tqdm(total=cfg.steps, initial=state.step, desc=f"distil ({cfg.loss})",
-               disable=not (cfg.progress and acc.is_local_main_process))
+               disable=not (cfg.progress and acc.is_main_process))
     train_seconds, tokens = 0.0, 0
     while state.step < cfg.steps:
         if state.step % cfg.eval_every == 0:
