@@ -115,7 +115,8 @@ def train(cfg: ScaleConfig) -> TrainResult:
     examples, val_text = load_examples(cfg)
     student, s_tok = load_student(cfg)
     teacher, t_tok = load_teacher(cfg, acc.device) if objective.teacher == "logits" else (None, None)
-    check_context(student, cfg.student, max(cfg.max_tokens, cfg.eval_block))
+    check_context(student, cfg.student, cfg.max_tokens)
+    check_context(student, cfg.student, cfg.eval_block, "--eval-block")
     if teacher is not None:
         check_context(teacher, cfg.teacher, cfg.max_tokens)
     ctx = LossContext(cfg, s_tok, t_tok, output_vocab(student, s_tok),
