@@ -15,6 +15,10 @@ COMMANDS = {
                  "notebooks 03/04's experiment: grids on validation, 5 seeds, two regimes, test scores"),
     "bench": ("uldviz.bench", "benchmark ULD against the floor, KL, the reference and exact OT"),
     "build-teacher": ("uldviz.teacher", "rebuild the shipped tokenizers and teacher checkpoint in data/"),
+    # real models on 1..N GPUs with accelerate (docs/scale.md; needs the [scale] extra)
+    "train": ("uldviz.scale.loop", "distil a causal-LM teacher into a causal-LM student (accelerate launch-able)"),
+    "generate": ("uldviz.scale.generate", "the teacher answers a prompt file: data for sequence-level KD"),
+    "cache-teacher": ("uldviz.scale.cache", "store the teacher's top-k probabilities once; train without it"),
 }
 
 

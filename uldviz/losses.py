@@ -394,3 +394,37 @@ def ce_plus_uld(ce: torch.Tensor, uld: torch.Tensor, lam: float = PAPER_LAMBDA) 
     if not (lam >= 0 and math.isfinite(lam)):
         raise ValueError(f"lam must be a finite number >= 0, got {lam}")
     return ce + lam * uld
+
+
+# --------------------------------------------------------------------------- ULD from a teacher's stored top-k
+def uld_topk_from_teacher_topk(student_logits, teacher_topk_probs, teacher_tail, *, student_temperature: float = 1.0,
+                               mask=None, reduction: str = "mean") -> torch.Tensor:
+    r"""Top-k ULD when only the teacher's k largest probabilities and its tail mass are known (a teacher cache).
+
+    Same value as ``uld_loss(student_logits, teacher_logits, top_k=k)`` (i.e. :func:`uld_topk_distance` with the
+    tail term) on the teacher the values came from, with k = ``teacher_topk_probs.shape[-1]``:
+
+    .. math:: \sum_{r<k} |q_{(r)} - p_{(r)}| + \Big|\big(1 - \textstyle\sum_{r<k} q_{(r)}\big) - \text{tail}_p\Big|
+
+    ``teacher_topk_probs`` (..., k) (any order; sorted here) and ``teacher_tail`` (...) share the student's leading
+    shape; the teacher is a constant target. A student vocabulary smaller than k keeps all it has, zero-padded.
+    """
+    s = validate_logits(student_logits, "student_logits")
+    top = _check_probs(teacher_topk_probs, "teacher_topk_probs").to(s.device)
+    tail = _as_float_tensor(teacher_tail, "teacher_tail").to(s.device)
+    if top.shape[:-1] != s.shape[:-1] or tail.shape != s.shape[:-1]:
+        raise ValueError(
+            f"teacher_topk_probs {tuple(top.shape)} and teacher_tail {tuple(tail.shape)} must have the student's "
+            f"positions {tuple(s.shape[:-1])} (plus k for the probabilities)"
+        )
+    if not torch.isfinite(tail).all() or (tail < -1e-4).any():  # rounding may leave -1e-7 when k covers the vocab
+        raise ValueError("teacher_tail must hold finite masses >= 0 (1 minus the kept probabilities)")
+    m = _check_mask(mask, s.shape[:-1], s.device)
+    k = top.shape[-1]
+    dtype = _compute_dtype(s)
+    q = torch.softmax(_scaled(s.to(dtype), check_positive(student_temperature, "student_logits temperature")), -1)
+    q_top = F.pad(torch.topk(q, min(k, q.shape[-1]), dim=-1).values, (0, max(0, k - q.shape[-1])))
+    p_top = torch.sort(top.detach().to(dtype), dim=-1, descending=True).values
+    head = (q_top - p_top).abs().sum(-1)
+    per_pos = head + ((q.sum(-1) - q_top.sum(-1)) - tail.detach().to(dtype)).abs()
+    return _reduce(per_pos, m, reduction)

@@ -19,6 +19,7 @@ __all__ = [
     "encode_blocks",
     "sample_blocks",
     "model_nll",
+    "blocks_nll",
     "model_bits_per_byte",
     "context_length",
 ]
@@ -122,6 +123,15 @@ def model_nll(model, tokenizer, text: str, block_size: int | None = None, batch_
     if block_size is None:
         block_size = context_length(model)
     blocks = encode_blocks(tokenizer, text, int(block_size))
+    return blocks_nll(model, blocks, tokenizer.eos_token_id, batch_size=batch_size, device=device)
+
+
+@torch.no_grad()
+def blocks_nll(model, blocks: torch.Tensor, eos_id: int, batch_size: int = 32, device=None) -> tuple[float, int]:
+    """(total NLL in nats, number of predicted tokens) over rows from :func:`encode_blocks` (-100 = padding).
+
+    The core of :func:`model_nll`; a distributed evaluation gives each process its share of the rows.
+    """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -132,7 +142,7 @@ def model_nll(model, tokenizer, text: str, block_size: int | None = None, batch_
             targets = rows[:, 1:]
             valid = targets != -100
             inputs = rows.clone()
-            inputs[inputs == -100] = tokenizer.eos_token_id
+            inputs[inputs == -100] = eos_id
             x = inputs[:, :-1]
             logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits.float()
             nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,

@@ -1,0 +1,21 @@
+"""From the classroom to real models: the kit's losses on a distributed engine (Hugging Face ``accelerate``).
+
+Orchestration only, no new maths: the losses and pairings are :mod:`uldviz.losses` and :mod:`uldviz.align`.
+
+- :mod:`~uldviz.scale.config`: :class:`ScaleConfig`, every knob of a run (and the command line built from it);
+- :mod:`~uldviz.scale.data`: examples, their order (a function of seed and step), both tokenizations;
+- :mod:`~uldviz.scale.objectives`: the loss registry (``uld``, ``kl``, ``ce``, ``hybrid``, ``chunk``);
+- :mod:`~uldviz.scale.loop`: :func:`train` / ``python -m uldviz train`` (DDP/FSDP, bf16, accumulation, resume);
+- :mod:`~uldviz.scale.generate`: ``python -m uldviz generate``, the teacher writes answers (sequence-level KD);
+- :mod:`~uldviz.scale.cache`: ``python -m uldviz cache-teacher``, the teacher's top-k once, training without it;
+- :mod:`~uldviz.scale.arithmetic`: memory and time of a run from parameter counts (docs/scale.md).
+
+Needs the ``scale`` extra: ``pip install -e '.[scale]'`` (accelerate, datasets, safetensors, transformers).
+"""
+
+from .cache import cache_teacher
+from .config import ScaleConfig
+from .generate import generate_answers
+from .loop import train
+
+__all__ = ["ScaleConfig", "train", "generate_answers", "cache_teacher"]

@@ -1,0 +1,247 @@
+r"""Teacher top-k cache: run the teacher once, then distil with no teacher in memory.
+
+For every training example and every student position paired with a teacher position (the run's pairing, answer
+positions only) the cache keeps the teacher's k largest probabilities (at its temperature), their token ids and
+the tail mass :math:`1 - \sum_{r<k} p_{(r)}`: exactly what ULD's top-k + tail form needs
+(:func:`uldviz.losses.uld_topk_from_teacher_topk`). Shards are safetensors files; ``cache.json`` records the
+teacher, the student tokenizer, the pairing, k and a fingerprint of the examples, so a mismatched training run
+fails clearly. ``python -m uldviz cache-teacher`` takes the same flags as ``train`` (plus ``--top-k``):
+
+    bytes per position = k (size(prob) + 4 B id) + 4 B tail + 4 B student position  (+ small per-shard headers)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import ScaleConfig, parse_and_run
+from .data import encode_examples, fingerprint, load_examples
+from .objectives import answer_pairs
+
+__all__ = ["CACHE_FORMAT", "CACHE_DTYPES", "CachedTargets", "TeacherCache", "cache_row_bytes", "write_teacher_cache",
+           "cache_teacher", "main"]
+
+CACHE_FORMAT = "uldviz-teacher-topk-cache/1"
+META = "cache.json"
+CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def cache_row_bytes(k: int, dtype: str = "float16") -> int:
+    """Payload bytes of one cached position: k probabilities and int32 ids, a float32 tail, an int32 position."""
+    if dtype not in CACHE_DTYPES:
+        raise ValueError(f"cache dtype must be one of {list(CACHE_DTYPES)}, got {dtype!r}")
+    return k * (torch.finfo(CACHE_DTYPES[dtype]).bits // 8 + 4) + 4 + 4
+
+
+@dataclass
+class CachedTargets:
+    """The cached teacher targets of a batch, padded to (B, P): student position, mask, top-k probs/ids, tail."""
+
+    student_index: torch.Tensor
+    mask: torch.Tensor
+    probs: torch.Tensor
+    ids: torch.Tensor
+    tail: torch.Tensor
+
+
+def _shard_tensors(rows: list[dict], k: int, dtype: torch.dtype) -> dict:
+    """One shard: per-example rows concatenated, ``example_start`` (E+1) marking where each example begins."""
+    counts = torch.tensor([0] + [len(r["pos"]) for r in rows])
+    cat = lambda key, shape, dt: (torch.cat([r[key] for r in rows]) if int(counts.sum())  # noqa: E731
+                                  else torch.zeros(shape, dtype=dt))
+    return {
+        "example_start": torch.cumsum(counts, 0).to(torch.int64),
+        "student_index": cat("pos", (0,), torch.int32).to(torch.int32).contiguous(),
+        "topk_probs": cat("probs", (0, k), dtype).to(dtype).contiguous(),
+        "topk_ids": cat("ids", (0, k), torch.int32).to(torch.int32).contiguous(),
+        "tail": cat("tail", (0,), torch.float32).to(torch.float32).contiguous(),
+    }
+
+
+@torch.no_grad()
+def write_teacher_cache(teacher, teacher_tok, student_tok, examples, out_dir, *, k: int, align: str = "offset",
+                        max_tokens: int = 512, teacher_temperature: float = 1.0, dtype: str = "float16",
+                        batch_size: int = 8, shard_examples: int = 1024, rank: int = 0, world: int = 1,
+                        device=None) -> list[dict]:
+    """Write this process's shards (``rank::world``) of the cache of ``examples``; returns their descriptions."""
+    from safetensors.torch import save_file
+
+    if dtype not in CACHE_DTYPES:
+        raise ValueError(f"cache dtype must be one of {list(CACHE_DTYPES)}, got {dtype!r}")
+    t_vocab = min(len(teacher_tok), teacher.get_output_embeddings().weight.shape[0])
+    if not 1 <= k <= t_vocab:
+        raise ValueError(f"top_k must be between 1 and the teacher's vocabulary ({t_vocab}), got {k}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = device or next(teacher.parameters()).device
+    shards = []
+    for s, first in enumerate(range(0, len(examples), shard_examples)):
+        if s % world != rank:
+            continue
+        last = min(first + shard_examples, len(examples))
+        rows = []
+        for b0 in range(first, last, batch_size):
+            idx = list(range(b0, min(b0 + batch_size, last)))
+            batch = encode_examples([examples[i] for i in idx], idx, student_tok, teacher_tok, max_tokens)
+            al = answer_pairs(batch, align)
+            logits = teacher(input_ids=batch.teacher_ids.to(device),
+                             attention_mask=batch.teacher_valid.long().to(device)).logits[..., :t_vocab]
+            for j in range(len(idx)):
+                keep = al.mask[j]
+                t_pos = al.teacher_index[j][keep].to(device)
+                p = torch.softmax(logits[j, t_pos].float() / teacher_temperature, dim=-1)
+                top = torch.topk(p, k, dim=-1)
+                rows.append({"pos": al.student_index[j][keep].to(torch.int32), "probs": top.values.cpu().to(
+                    CACHE_DTYPES[dtype]), "ids": top.indices.cpu().to(torch.int32),
+                    "tail": (p.sum(-1) - top.values.sum(-1)).cpu()})
+        name = f"shard_{s:05d}.safetensors"
+        tensors = _shard_tensors(rows, k, CACHE_DTYPES[dtype])
+        save_file(tensors, str(out / name))
+        shards.append({"file": name, "first": first, "count": last - first,
+                       "positions": int(tensors["student_index"].numel()), "bytes": (out / name).stat().st_size})
+    return shards
+
+
+class TeacherCache:
+    """Read a cache written by :func:`cache_teacher`: ``lookup(example indices) -> CachedTargets``."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        meta_file = self.path / META
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"no teacher cache at {self.path} (missing {META}); write one with "
+                                    "`python -m uldviz cache-teacher ... --teacher-cache DIR`")
+        self.meta = json.loads(meta_file.read_text())
+        if self.meta.get("format") != CACHE_FORMAT:
+            raise ValueError(f"{meta_file} is not a {CACHE_FORMAT} cache (format {self.meta.get('format')!r})")
+        self.k = int(self.meta["k"])
+        self._shards = sorted(self.meta["shards"], key=lambda s: s["first"])
+        self._open: dict = {}
+
+    def check_matches(self, cfg, student_tok, examples) -> None:
+        """Raise a ValueError naming every setting in which this training run differs from the cache."""
+        want = {"student_tokenizer_vocab": len(student_tok), "align": cfg.align, "max_tokens": cfg.max_tokens,
+                "teacher_temperature": cfg.teacher_temperature, "fingerprint": fingerprint(examples),
+                "n_examples": len(examples)}
+        if cfg.top_k:
+            want["k"] = cfg.top_k
+        bad = [f"{key}: cache {self.meta.get(key)!r}, run {val!r}" for key, val in want.items()
+               if self.meta.get(key) != val]
+        if bad:
+            raise ValueError(f"the teacher cache at {self.path} was written for other settings or data ("
+                             + "; ".join(bad) + "); rewrite it with cache-teacher and the same flags as train")
+
+    def _shard(self, i: int) -> tuple[dict, object]:
+        from safetensors import safe_open
+
+        lo, hi = 0, len(self._shards) - 1
+        while lo < hi:  # the shard whose range holds example i
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if self._shards[mid]["first"] <= i else (lo, mid - 1)
+        desc = self._shards[lo]
+        if not desc["first"] <= i < desc["first"] + desc["count"]:
+            raise IndexError(f"example {i} is not in the teacher cache at {self.path}")
+        if desc["file"] not in self._open:
+            f = safe_open(str(self.path / desc["file"]), framework="pt")
+            self._open[desc["file"]] = (f, f.get_tensor("example_start"))
+        return desc, self._open[desc["file"]]
+
+    def example(self, i: int) -> dict:
+        """The cached rows of example ``i``: student positions, top-k probabilities and ids, tail masses."""
+        desc, (f, starts) = self._shard(i)
+        a, b = int(starts[i - desc["first"]]), int(starts[i - desc["first"] + 1])
+        return {key: f.get_slice(name)[a:b] for key, name in (("pos", "student_index"), ("probs", "topk_probs"),
+                                                               ("ids", "topk_ids"), ("tail", "tail"))}
+
+    def lookup(self, indices) -> CachedTargets:
+        """The targets of a batch of examples, padded to the longest (mask False on padding)."""
+        rows = [self.example(int(i)) for i in indices]
+        width = max(1, max(len(r["pos"]) for r in rows))
+        b = len(rows)
+        out = CachedTargets(torch.zeros(b, width, dtype=torch.long), torch.zeros(b, width, dtype=torch.bool),
+                            torch.zeros(b, width, self.k), torch.zeros(b, width, self.k, dtype=torch.long),
+                            torch.zeros(b, width))
+        for j, r in enumerate(rows):
+            n = len(r["pos"])
+            out.student_index[j, :n] = r["pos"].long()
+            out.mask[j, :n] = True
+            out.probs[j, :n] = r["probs"].float()
+            out.ids[j, :n] = r["ids"].long()
+            out.tail[j, :n] = r["tail"]
+        return out
+
+
+def cache_teacher(cfg: ScaleConfig) -> dict:
+    """Run the teacher of ``cfg`` once over its training examples and write the cache to ``cfg.teacher_cache``.
+
+    Runs under ``accelerate launch`` too (each process writes every n-th shard). Returns the cache's metadata,
+    including its size on disk and bytes per cached position.
+    """
+    from accelerate import Accelerator
+
+    from .loading import check_context, load_teacher, load_tokenizer_of
+
+    if not cfg.teacher_cache:
+        raise ValueError("--teacher-cache DIR is required: the folder the cache is written to")
+    if not cfg.top_k:
+        raise ValueError("--top-k K is required: how many teacher probabilities to keep per position (e.g. 64)")
+    if not cfg.teacher:
+        raise ValueError("--teacher is required to write a teacher cache")
+    acc = Accelerator(cpu=cfg.cpu, mixed_precision="bf16" if cfg.bf16 else "no")
+    start = time.perf_counter()
+    examples, _ = load_examples(cfg)
+    s_tok = load_tokenizer_of(cfg.student)
+    teacher, t_tok = load_teacher(cfg, acc.device)
+    check_context(teacher, cfg.teacher, cfg.max_tokens)
+    out = Path(cfg.teacher_cache)
+    if acc.is_main_process:  # a cache left in the folder must not mix with this one
+        out.mkdir(parents=True, exist_ok=True)
+        for old in [*out.glob("shard_*.safetensors"), *out.glob("shards.*.json"), out / META]:
+            old.unlink(missing_ok=True)
+    acc.wait_for_everyone()
+    with acc.autocast():
+        shards = write_teacher_cache(teacher, t_tok, s_tok, examples, out, k=cfg.top_k, align=cfg.align,
+                                     max_tokens=cfg.max_tokens, teacher_temperature=cfg.teacher_temperature,
+                                     dtype=cfg.cache_dtype, batch_size=cfg.batch_size,
+                                     shard_examples=cfg.cache_shard_examples, rank=acc.process_index,
+                                     world=acc.num_processes, device=acc.device)
+    (out / f"shards.{acc.process_index}.json").write_text(json.dumps(shards))
+    acc.wait_for_everyone()
+    meta = {}
+    if acc.is_main_process:
+        parts = sorted(out.glob("shards.*.json"))
+        shards = sorted((s for p in parts for s in json.loads(p.read_text())), key=lambda s: s["first"])
+        for p in parts:
+            p.unlink()
+        total = sum(s["bytes"] for s in shards)
+        positions = sum(s["positions"] for s in shards)
+        meta = {"format": CACHE_FORMAT, "k": cfg.top_k, "dtype": cfg.cache_dtype, "teacher": cfg.teacher,
+                "student": cfg.student, "student_tokenizer_vocab": len(s_tok), "align": cfg.align,
+                "max_tokens": cfg.max_tokens, "teacher_temperature": cfg.teacher_temperature,
+                "fingerprint": fingerprint(examples), "n_examples": len(examples), "positions": positions,
+                "bytes": total, "bytes_per_position": total / max(1, positions),
+                "row_bytes": cache_row_bytes(cfg.top_k, cfg.cache_dtype), "processes": acc.num_processes,
+                "seconds": round(time.perf_counter() - start, 2), "shards": shards}
+        (out / META).write_text(json.dumps(meta, indent=1) + "\n")
+    acc.wait_for_everyone()
+    return meta
+
+
+def _run(cfg: ScaleConfig) -> int:
+    meta = cache_teacher(cfg)
+    if meta:
+        print(f"teacher cache: {meta['positions']:,} positions, k = {meta['k']}, {meta['bytes'] / 2**20:,.1f} MiB on "
+              f"disk ({meta['bytes_per_position']:,.1f} B per position, i.e. {meta['bytes_per_position']:,.0f} MB per "
+              f"million positions) in {os.fspath(cfg.teacher_cache)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m uldviz cache-teacher``: the flags of ``train``; --teacher, --top-k and --teacher-cache required."""
+    return parse_and_run(ScaleConfig, _run, argv, "python -m uldviz cache-teacher", main.__doc__)

@@ -1,0 +1,160 @@
+"""Every knob of a scaled distillation run in one dataclass, and the command line built from it.
+
+The command line is generated from the dataclass (one ``--flag`` per field, with the field's comment as help), so the
+function (``train(ScaleConfig(...))``) and the command (``python -m uldviz train ...``) cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import typing
+from dataclasses import dataclass, field
+
+from ..losses import PAPER_LAMBDA
+
+__all__ = ["ScaleConfig", "add_dataclass_args", "dataclass_from_args", "parse_and_run"]
+
+
+@dataclass
+class ScaleConfig:
+    """One distillation run: models, loss, data, optimisation, evaluation and checkpoints."""
+
+    # models (hub names or local save_pretrained folders)
+    teacher: str = ""  # teacher causal LM; may stay empty with --teacher-cache or --loss ce
+    student: str = ""  # student causal LM (its own tokenizer comes with it)
+    student_init: str = "pretrained"  # "pretrained": its weights; "fresh": its architecture, random init (seed)
+    # objective: total = ce_weight * CE + lam * D, D from the loss registry (uldviz.scale.objectives)
+    loss: str = "uld"  # "uld", "kl" (same tokenizer only), "ce" (no teacher), "hybrid", "chunk" (when present)
+    align: str = "offset"  # ULD/hybrid pairing: "offset" (character offsets) or "positional" (the paper's)
+    lam: float = PAPER_LAMBDA  # weight of the distillation term (the paper's value by default)
+    ce_weight: float = 1.0  # weight of the student's own cross-entropy
+    top_k: int = 0  # ULD on the k largest probabilities + tail mass (0: full ULD)
+    student_temperature: float = 1.0
+    teacher_temperature: float = 1.0
+    teacher_cache: str = ""  # folder written by `cache-teacher`: train from it, no teacher in memory
+    cache_dtype: str = "float16"  # cache-teacher: probabilities stored as float16, bfloat16 or float32
+    cache_shard_examples: int = 1024  # cache-teacher: examples per safetensors shard
+    # data: text files (.txt: cut into windows) or `generate` output (.jsonl: prompt + completion)
+    data: list = field(default_factory=list)  # training files; none and no --dataset: the kit's offline corpus
+    dataset: str = ""  # a Hugging Face dataset name (needs `datasets` and network)
+    dataset_config: str = ""
+    dataset_split: str = "train"
+    text_field: str = "text"
+    max_chars: int = 20_000_000  # cap on the text read from a dataset
+    val_data: str = ""  # held-out file for bits per byte; empty: hold out val_fraction of the training data
+    val_fraction: float = 0.05
+    window_chars: int = 2000  # plain text is cut into windows of this many characters
+    max_tokens: int = 512  # each sequence is truncated to this many tokens (per tokenizer)
+    # optimisation (global batch = batch_size * grad_accum * number of processes)
+    steps: int = 1000
+    batch_size: int = 8  # sequences per process per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 5e-5
+    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio after a linear warm-up
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    bf16: bool = False  # bfloat16 mixed precision (teacher held in bf16 too)
+    cpu: bool = False  # force CPU even when a GPU is present
+    seed: int = 0
+    # evaluation, logging, checkpoints
+    eval_every: int = 100  # held-out bits per byte every this many steps (and at the start and the end)
+    eval_chars: int = 200_000  # held-out characters used (0: all)
+    eval_block: int = 256  # evaluation blocks of this many tokens
+    eval_batch: int = 16
+    log_every: int = 10
+    save_every: int = 500  # checkpoint every this many steps (and at the end); 0: only at the end
+    keep_checkpoints: int = 2  # older checkpoints are deleted
+    out_dir: str = "runs/scale"
+    resume: str = ""  # a checkpoint folder, or "latest" (the newest under out_dir/checkpoints)
+    progress: bool = True  # tqdm bar on the main process
+
+    def __post_init__(self):
+        if isinstance(self.data, str):
+            self.data = [self.data] if self.data else []
+        choices = {"student_init": ("pretrained", "fresh"), "align": ("offset", "positional"),
+                   "cache_dtype": ("float16", "bfloat16", "float32")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("steps", "batch_size", "grad_accum", "max_tokens", "window_chars", "eval_every", "eval_block",
+                     "eval_batch", "log_every", "keep_checkpoints", "cache_shard_examples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("top_k", "save_every", "warmup_steps", "eval_chars", "max_chars"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        for name in ("lam", "ce_weight", "weight_decay", "grad_clip"):
+            v = float(getattr(self, name))
+            if not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        for name in ("lr", "student_temperature", "teacher_temperature"):
+            v = float(getattr(self, name))
+            if not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) is longer than the run ({self.steps} steps)")
+        if not self.student:
+            raise ValueError("student is required: a hub name (e.g. gpt2) or a folder written by save_pretrained")
+        if self.data and self.dataset:
+            raise ValueError("give training text either as --data files or as --dataset, not both")
+
+
+# --------------------------------------------------------------------------- dataclass <-> argparse
+def _comments(cls) -> dict:
+    """The ``# comment`` after each field in the class source: the help text of its flag."""
+    import inspect
+
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        name, _, rest = line.strip().partition(":")
+        if "#" in rest and name.isidentifier():
+            out[name] = rest.split("#", 1)[1].strip()
+    return out
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> argparse.ArgumentParser:
+    """One ``--flag-name`` per dataclass field (bools as ``--flag/--no-flag``, lists as repeatable values)."""
+    helps = _comments(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        text = f"{helps.get(f.name, '')} (default: {default!r})"
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=text)
+        elif kind is list:
+            parser.add_argument(flag, dest=f.name, nargs="+", default=default, help=text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, default=default, help=text)
+    return parser
+
+
+def dataclass_from_args(cls, args: argparse.Namespace):
+    """The dataclass built from parsed arguments (its ``__post_init__`` checks the values)."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def parse_and_run(cls, run, argv, prog: str, description: str) -> int:
+    """The command line of a dataclass-configured command: parse, build, ``run(config)``.
+
+    Bad settings, missing files, an unreachable hub or a missing optional package print one ``error:`` line
+    (exit code 2) instead of a traceback.
+    """
+    parser = add_dataclass_args(argparse.ArgumentParser(prog=prog, description=description), cls)
+    args = parser.parse_args(argv)
+    try:
+        return int(run(dataclass_from_args(cls, args)) or 0)
+    except (ValueError, ImportError, OSError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,63 @@
+"""Models and tokenizers of a scaled run, through the kit's offline-safe loaders (:mod:`uldviz.models`)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..models import load_pretrained
+from ..tokenization import load_tokenizer
+
+__all__ = ["load_teacher", "load_student", "load_tokenizer_of", "output_vocab", "same_tokenizer",
+           "check_context"]
+
+
+def load_tokenizer_of(name: str):
+    """The tokenizer of a hub model or ``save_pretrained`` folder (clear :class:`HubUnavailableError` offline)."""
+    tok = load_tokenizer(name)
+    if tok.eos_token_id is None:
+        raise ValueError(f"tokenizer of {name!r} has no eos token; every sequence starts with one")
+    return tok
+
+
+def load_teacher(cfg, device) -> tuple[torch.nn.Module, object]:
+    """(teacher in eval mode, no gradients, bf16 when ``cfg.bf16``, on ``device``; its tokenizer)."""
+    if not cfg.teacher:
+        raise ValueError(f"loss {cfg.loss!r} needs a teacher: give --teacher NAME_OR_DIR (or --teacher-cache DIR)")
+    model, tok = load_pretrained(cfg.teacher, device=device, dtype=torch.bfloat16 if cfg.bf16 else None)
+    if tok.eos_token_id is None:
+        raise ValueError(f"tokenizer of {cfg.teacher!r} has no eos token; every sequence starts with one")
+    model.requires_grad_(False)
+    return model.eval(), tok
+
+
+def load_student(cfg) -> tuple[torch.nn.Module, object]:
+    """(student in train mode, float32 weights; its tokenizer). ``student_init='fresh'``: same architecture, new
+    weights drawn with ``cfg.seed`` (identical on every process)."""
+    from transformers import AutoModelForCausalLM
+
+    model, tok = load_pretrained(cfg.student)
+    if tok.eos_token_id is None:
+        raise ValueError(f"tokenizer of {cfg.student!r} has no eos token; every sequence starts with one")
+    if cfg.student_init == "fresh":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = AutoModelForCausalLM.from_config(model.config)
+    return model.float().train(), tok
+
+
+def output_vocab(model, tok) -> int:
+    """Logit columns that are tokens: the head may have padding rows (e.g. Pythia: 50,304 rows, 50,277 tokens)."""
+    return min(len(tok), model.get_output_embeddings().weight.shape[0])
+
+
+def same_tokenizer(a, b) -> bool:
+    """Whether two tokenizers map every string to the same id (what KL on one vocabulary needs)."""
+    return a.get_vocab() == b.get_vocab()
+
+
+def check_context(model, name: str, tokens: int, what: str = "--max-tokens") -> None:
+    """Refuse sequences longer than the model's context (a GPT-2 would fail deep inside torch with an index error)."""
+    cfg = model.config
+    context = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if context and tokens > context:
+        raise ValueError(f"{what} {tokens} is longer than the context of {name!r} ({context} tokens); lower it")

@@ -1,0 +1,121 @@
+"""The generated numbers of docs/scale.md: cache sizes measured on the kit's data, top-k error, the arithmetic.
+
+``python -m uldviz.scale.report --write`` re-measures and rewrites the blocks between ``<!-- scale:NAME -->`` and
+``<!-- /scale:NAME -->`` in docs/scale.md; the tests check that the file holds what this code computes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+from pathlib import Path
+
+from .arithmetic import DOC_SHAPES, render_markdown
+
+__all__ = ["DOC", "RESULTS", "CACHE_MEASURE", "measure_cache", "render_cache", "topk_errors", "render_topk",
+           "replace_block", "read_block", "main"]
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "scale.md"
+RESULTS = ROOT / "benchmarks" / "results.json"
+#: How the cache sizes are measured: the kit's shipped teacher and student tokenizer on the start of its corpus.
+CACHE_MEASURE = {"chars": 40_000, "window_chars": 400, "max_tokens": 128, "ks": (64, 1000), "dtype": "float16"}
+
+
+def measure_cache(k: int, chars: int, window_chars: int, max_tokens: int, dtype: str = "float16") -> dict:
+    """Write a teacher cache of the shipped teacher (data/teacher) for the student tokenizer (data/tokenizers/student)
+    on the first ``chars`` characters of the kit's corpus in a temporary folder; return its size on disk."""
+    from ..config import data_dir
+    from ..corpus import load_corpus
+    from .cache import cache_teacher
+    from .config import ScaleConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        text = Path(tmp) / "text.txt"
+        text.write_text(load_corpus()[:chars], encoding="utf-8")
+        cfg = ScaleConfig(teacher=str(Path(data_dir()) / "teacher"),
+                          student=str(Path(data_dir()) / "tokenizers" / "student"), data=[str(text)],
+                          window_chars=window_chars, max_tokens=max_tokens, top_k=k, cache_dtype=dtype,
+                          teacher_cache=str(Path(tmp) / "cache"), cpu=True, batch_size=16)
+        meta = cache_teacher(cfg)
+    return {key: meta[key] for key in ("k", "dtype", "positions", "bytes", "bytes_per_position", "row_bytes")}
+
+
+def render_cache(rows: list[dict]) -> str:
+    """The cache-size table: measured bytes, the row formula, and MB per million positions (= bytes per position)."""
+    lines = ["| k | stored as | positions measured | bytes on disk | bytes per position (formula) | "
+             "**per million tokens** |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['k']:,} | {r['dtype']} probs, int32 ids | {r['positions']:,} | {r['bytes']:,} | "
+                     f"{r['bytes_per_position']:,.1f} ({r['row_bytes']:,}) | "
+                     f"**{r['bytes_per_position']:,.0f} MB** |")
+    return "\n".join(lines)
+
+
+def topk_errors(path=RESULTS) -> list[dict]:
+    """Relative error of top-k ULD against full ULD per position, from the benchmark's ``uld_speed`` entries."""
+    data = json.loads(Path(path).read_text())
+    rows = []
+    for entry in data.get("uld_speed", []):
+        for name, err in entry.get("topk_error", {}).items():
+            rows.append({"device": entry["device"], "vocab_student": entry["vocab_student"],
+                         "vocab_teacher": entry["vocab_teacher"], "positions": entry["positions"],
+                         "k": int(name.removeprefix("top")), **err})
+    if not rows:
+        raise ValueError(f"{path} holds no top-k error measurement (run the benchmark first)")
+    return rows
+
+
+def render_topk(rows: list[dict]) -> str:
+    """The top-k error table (mean and worst relative error over positions; never above the full value?)."""
+    lines = ["| vocab student / teacher | positions | k | mean error | worst error | never above full ULD |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['vocab_student']:,} / {r['vocab_teacher']:,} | {r['positions']:,} | {r['k']:,} | "
+                     f"{r['mean_rel_error']:.2%} | "
+                     f"{r['max_rel_error']:.2%} | {'yes' if r['never_above_full'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """``text`` with the block between ``<!-- scale:name -->`` and ``<!-- /scale:name -->`` replaced by ``body``."""
+    pattern = re.compile(rf"(<!-- scale:{name} -->\n).*?(<!-- /scale:{name} -->)", re.S)
+    if not pattern.search(text):
+        raise ValueError(f"no <!-- scale:{name} --> ... <!-- /scale:{name} --> block in the document")
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+
+
+def read_block(text: str, name: str) -> str:
+    """The body of a generated block."""
+    m = re.search(rf"<!-- scale:{name} -->\n(.*?)\n<!-- /scale:{name} -->", text, re.S)
+    if not m:
+        raise ValueError(f"no <!-- scale:{name} --> block in the document")
+    return m.group(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the generated blocks; ``--write`` puts them into docs/scale.md."""
+    parser = argparse.ArgumentParser(prog="python -m uldviz.scale.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true", help="rewrite the blocks of docs/scale.md")
+    parser.add_argument("--skip-cache", action="store_true", help="keep the measured cache block as it is")
+    args = parser.parse_args(argv)
+    blocks = {"arithmetic": render_markdown(DOC_SHAPES), "topk": render_topk(topk_errors())}
+    if not args.skip_cache:
+        m = CACHE_MEASURE
+        blocks["cache"] = render_cache([measure_cache(k, m["chars"], m["window_chars"], m["max_tokens"], m["dtype"])
+                                        for k in m["ks"]])
+    for name, body in blocks.items():
+        print(f"== {name}\n{body}\n")
+    if args.write:
+        text = DOC.read_text(encoding="utf-8")
+        for name, body in blocks.items():
+            text = replace_block(text, name, body)
+        DOC.write_text(text, encoding="utf-8")
+        print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
