@@ -38,6 +38,7 @@ __all__ = [
     "group_byte_spans",
     "SpanAlignment",
     "align_spans",
+    "align_batch",
     "TextAlignment",
     "align_text",
 ]
@@ -449,6 +450,17 @@ def align_spans(texts, student_offsets, student_valid, teacher_offsets, teacher_
 
 
 # --------------------------------------------------------------------------- one sentence, for display
+def align_batch(batch, student_tokenizer, teacher_tokenizer) -> SpanAlignment:
+    """:func:`align_spans` for a training batch (any object with ``texts`` and ``student_``/``teacher_`` ``ids``,
+    ``valid``, ``offsets``), with the tokens' byte lengths taken from the two tokenizers; tensors on CPU."""
+    side = {}
+    for name, tok in (("student", student_tokenizer), ("teacher", teacher_tokenizer)):
+        ids, valid, offsets = (getattr(batch, f"{name}_{k}").cpu() for k in ("ids", "valid", "offsets"))
+        side[name] = (offsets, valid, batch_token_bytes(tok, ids, valid))
+    (so, sv, sb), (to, tv, tb) = side["student"], side["teacher"]
+    return align_spans(list(batch.texts), so, sv, to, tv, student_token_bytes=sb, teacher_token_bytes=tb)
+
+
 @dataclass
 class TextAlignment:
     """One text encoded by both tokenizers as rows ``[eos] + tokens`` and its groups, for explorers and plots.

@@ -80,15 +80,10 @@ def kl_term(s_logits, t_logits, batch, *, temperature: float = 1.0) -> torch.Ten
 
 
 def _groups(batch, student_tokenizer, teacher_tokenizer, device):
-    """The span groups of a batch (:func:`uldviz.spans.align_spans`), as tensors on ``device``."""
-    from ..spans import align_spans, batch_token_bytes
+    """The span groups of a batch (:func:`uldviz.spans.align_batch`), as tensors on ``device``."""
+    from ..spans import align_batch
 
-    sp = align_spans(batch.texts, batch.student_offsets.cpu(), batch.student_valid.cpu(),
-                     batch.teacher_offsets.cpu(), batch.teacher_valid.cpu(),
-                     student_token_bytes=batch_token_bytes(student_tokenizer, batch.student_ids.cpu(),
-                                                           batch.student_valid.cpu()),
-                     teacher_token_bytes=batch_token_bytes(teacher_tokenizer, batch.teacher_ids.cpu(),
-                                                           batch.teacher_valid.cpu()))
+    sp = align_batch(batch, student_tokenizer, teacher_tokenizer)
     if sp.num_groups == 0:
         raise ValueError("no span group closes inside this batch's windows: the windows are too short")
     return [t.to(device) for t in (sp.sample, sp.student_start, sp.student_end, sp.teacher_start, sp.teacher_end)]

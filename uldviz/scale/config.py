@@ -27,13 +27,14 @@ class ScaleConfig:
     student: str = ""  # student causal LM (its own tokenizer comes with it)
     student_init: str = "pretrained"  # "pretrained": its weights; "fresh": its architecture, random init (seed)
     # objective: total = ce_weight * CE + lam * D, D from the loss registry (uldviz.scale.objectives)
-    loss: str = "uld"  # "uld", "kl" (same tokenizer only), "ce" (no teacher), "hybrid", "chunk" (when present)
-    align: str = "offset"  # ULD/hybrid pairing: "offset" (character offsets) or "positional" (the paper's)
+    loss: str = "uld"  # "uld", "kl" (same tokenizer only), "ce" (no teacher), "hybrid", "chunk" (span groups)
+    align: str = "offset"  # ULD pairing: "offset" (character offsets) or "positional" (the paper's)
     lam: float = PAPER_LAMBDA  # weight of the distillation term (the paper's value by default)
     ce_weight: float = 1.0  # weight of the student's own cross-entropy
     top_k: int = 0  # ULD on the k largest probabilities + tail mass (0: full ULD)
     student_temperature: float = 1.0
     teacher_temperature: float = 1.0
+    chunk_tau: float = 100.0  # chunk likelihood: temperature τ of ALM's binarised divergence (tokenkit's default)
     teacher_cache: str = ""  # folder written by `cache-teacher`: train from it, no teacher in memory
     cache_dtype: str = "float16"  # cache-teacher: probabilities stored as float16, bfloat16 or float32
     cache_shard_examples: int = 1024  # cache-teacher: examples per safetensors shard

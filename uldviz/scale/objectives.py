@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -134,43 +133,43 @@ def _cached_uld_term(s_logits, _teacher, batch, targets, ctx):
 
 
 # --------------------------------------------------------------------------- adapters to uldviz.identity (issue 12)
-def _call(fn, where: str, *args, **kwargs):
-    """Call ``fn`` if it accepts these arguments; else say which adapter to update (signatures drift at merges)."""
-    try:
-        inspect.signature(fn).bind(*args, **kwargs)
-    except TypeError as err:
-        raise TypeError(f"{fn.__module__}.{fn.__name__}{inspect.signature(fn)} does not accept the arguments the "
-                        f"adapter {where} in uldviz/scale/objectives.py passes ({err}); update the adapter") from err
-    return fn(*args, **kwargs)
+def _span_pairs(batch, ctx):
+    """Groups of student and teacher tokens covering the same text (:func:`uldviz.spans.align_batch`), answer only.
+
+    Returns ((sample, student_start, student_end, teacher_start, teacher_end), number of groups).
+    """
+    spans = importlib.import_module("uldviz.spans")
+    sp = spans.align_batch(batch, ctx.student_tokenizer, ctx.teacher_tokenizer)
+    keep = batch.student_answer.cpu()[sp.sample, sp.student_start]  # the group's first token is an answer token
+    groups = tuple(t[keep] for t in (sp.sample, sp.student_start, sp.student_end, sp.teacher_start, sp.teacher_end))
+    return groups, int(keep.sum())
 
 
-def _hybrid_term(s_logits, t_logits, batch, al, ctx):
-    """GOLD-style hybrid: divergence on the strings both vocabularies share, sorted L1 on the rest."""
-    if not bool(al.mask.any()):
+def _hybrid_term(s_logits, t_logits, batch, groups, ctx):
+    """GOLD-style hybrid per span group: divergence on the strings both vocabularies share, sorted L1 on the rest."""
+    if groups[0].numel() == 0:
         return _nothing(s_logits)
     identity = importlib.import_module("uldviz.identity")
     shared = ctx.once("shared_vocab", lambda: importlib.import_module("uldviz.shared_vocab").SharedVocab
                       .from_tokenizers(ctx.student_tokenizer, ctx.teacher_tokenizer))
-    ps, pt, m = gather_pairs(s_logits, t_logits, al)
-    return _call(identity.hybrid_uld_loss, "_hybrid_term", ps, pt, shared, mask=m, reduction="sum")
-
-
-def _chunk_pairs(batch, ctx):
-    """Groups of student and teacher tokens that cover the same text (:func:`uldviz.spans.align_spans`)."""
-    spans = importlib.import_module("uldviz.spans")
-    groups = _call(spans.align_spans, "_chunk_pairs", texts=batch.texts, student_offsets=batch.student_offsets,
-                   teacher_offsets=batch.teacher_offsets, student_valid=batch.student_valid,
-                   teacher_valid=batch.teacher_valid)
-    return groups, int(groups.sample.numel())
+    b, s0, s1, t0, t1 = (g.to(s_logits.device) for g in groups)
+    s_lp = identity.merged_group_logprobs(s_logits, batch.student_ids, b, s0, s1)
+    with torch.no_grad():
+        t_lp = identity.merged_group_logprobs(t_logits, batch.teacher_ids, b, t0, t1)
+    return identity.hybrid_uld_loss(s_lp, t_lp, shared, reduction="sum")
 
 
 def _chunk_term(s_logits, t_logits, batch, groups, ctx):
-    """ALM-style chunk-likelihood matching over the aligned groups."""
-    if groups.sample.numel() == 0:
+    """ALM-style chunk-likelihood matching over the aligned groups (τ from the config)."""
+    if groups[0].numel() == 0:
         return _nothing(s_logits)
     identity = importlib.import_module("uldviz.identity")
-    return _call(identity.chunk_likelihood_loss, "_chunk_term", s_logits, t_logits, batch.student_ids,
-                 batch.teacher_ids, groups, reduction="sum")
+    b, s0, s1, t0, t1 = (g.to(s_logits.device) for g in groups)
+    s_ll = identity.chunk_log_likelihoods(s_logits, batch.student_ids, b, s0, s1)
+    with torch.no_grad():
+        t_ll = identity.chunk_log_likelihoods(t_logits, batch.teacher_ids, b, t0, t1)
+    return identity.chunk_likelihood_loss(s_ll, t_ll, tau=getattr(ctx.cfg, "chunk_tau", identity.ALM_TAU),
+                                          reduction="sum")
 
 
 #: name -> Objective. Add a loss with :func:`register`.
@@ -189,9 +188,9 @@ register(Objective("kl", "KL(teacher || student), one shared tokenizer only", "l
                    same_tokenizer=True))
 register(Objective("uld-cache", "top-k ULD from a teacher cache (no teacher in memory)", "cache", _cached_pairs,
                    _cached_uld_term))
-register(Objective("hybrid", "divergence on shared token strings + sorted L1 on the rest (GOLD)", "logits", _pairs,
-                   _hybrid_term, requires=("uldviz.identity", "uldviz.shared_vocab")))
-register(Objective("chunk", "likelihood of aligned text chunks (ALM)", "logits", _chunk_pairs, _chunk_term,
+register(Objective("hybrid", "divergence on shared token strings + sorted L1 on the rest, per span group (GOLD)",
+                   "logits", _span_pairs, _hybrid_term, requires=("uldviz.identity", "uldviz.shared_vocab")))
+register(Objective("chunk", "likelihood of aligned text chunks (ALM)", "logits", _span_pairs, _chunk_term,
                    requires=("uldviz.identity", "uldviz.spans")))
 
 
