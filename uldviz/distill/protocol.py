@@ -46,6 +46,10 @@ __all__ = [
     "kl_share",
     "summarize_protocol",
     "COMPARISONS",
+    "result_rows",
+    "comparison_rows",
+    "find_comparison",
+    "beats",
 ]
 
 #: The two regimes, as changes to the base config; fixed before the runs.
@@ -316,4 +320,57 @@ def summarize_protocol(records, seeds=SEEDS, grid_seeds=GRID_SEEDS) -> dict:
                   for when in ("selected", "final")}
         out[regime] = {"base": REGIMES[regime], "selection": selection, "runs": runs, "comparisons": comps,
                        "kl_share": shares}
+    return out
+
+
+# --------------------------------------------------------------------------- tables for the notebooks
+def result_rows(summary: dict, regime: str, runs=None) -> list[list]:
+    """One row per run of ``regime``: label, value, test at the selected step and at the last (mean ± std), n."""
+    s = summary[regime]["runs"]
+    rows = []
+    for run in runs or list(s):
+        if run not in s:
+            continue
+        r = s[run]
+        value = r["spec"].partition("@")[2] or ""
+        rows.append([r["label"].split(" (")[0], value, f"{r['selected']['mean']:.4f} ± {r['selected']['std']:.4f}",
+                     f"{r['final']['mean']:.4f} ± {r['final']['std']:.4f}", r["selected"]["n"]])
+    return rows
+
+
+def comparison_rows(summary: dict, regime: str, pairs=None, when: str = "selected") -> list[list]:
+    """One row per comparison a − b at ``when``: what, difference, paired std, the 2 × max-std bar, verdict."""
+    rows = []
+    for c in summary[regime]["comparisons"]:
+        if c["when"] != when or (pairs is not None and (c["a"], c["b"]) not in pairs):
+            continue
+        verdict = ("**a better, beyond 2×std**" if c["diff"] < 0 else "**b better, beyond 2×std**") if c["beyond"] \
+            else "within noise"
+        rows.append([f"`{c['a']}` − `{c['b']}`", c["what"], f"{c['diff']:+.4f}", f"{c['paired_std']:.4f}",
+                     f"{c['bar']:.4f}", verdict])
+    return rows
+
+
+def find_comparison(summary: dict, regime: str, a: str, b: str, when: str = "selected") -> dict | None:
+    """The comparison a − b of ``regime`` at ``when`` (None if either run is missing)."""
+    for c in summary.get(regime, {}).get("comparisons", []):
+        if (c["a"], c["b"], c["when"]) == (a, b, when):
+            return c
+    return None
+
+
+def beats(summary: dict, regime: str, method: str, others=("ce", "ce-ls")) -> dict:
+    """Does ``method`` beat each of ``others`` and its own shuffled control beyond 2 × the larger std (selected step)?
+
+    Returns {other: True/False/None (missing)}; the control is under the key ``"shuffled"`` when it exists.
+    """
+    out = {}
+    for other in others:
+        c = find_comparison(summary, regime, method, other)
+        out[other] = None if c is None else bool(c["beyond"] and c["diff"] < 0)
+    control = f"{method}-shuffled" if f"{method}-shuffled" in RUNS else ("uld-shuffled" if method == "uld-offset"
+                                                                        else None)
+    if control:
+        c = find_comparison(summary, regime, method, control)
+        out["shuffled"] = None if c is None else bool(c["beyond"] and c["diff"] < 0)
     return out

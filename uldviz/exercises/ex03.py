@@ -12,6 +12,7 @@ import math
 import torch
 
 from ..align import offset_pairing
+from ..distill.protocol import compare, kl_share
 from ._core import Feedback, as_number
 
 __all__ = [
@@ -22,8 +23,11 @@ __all__ = [
     "EX2_NLL_NATS",
     "check_offset_pairs",
     "check_bits_per_byte",
-    "kl_gain_share",
     "check_kl_share",
+    "check_shuffle",
+    "check_paired_std",
+    "CONTROL_CHOICES",
+    "check_control_reading",
 ]
 
 #: Exercise 1: the same text cut by two tokenizers, as (token, (start, end)) character spans.
@@ -104,32 +108,17 @@ def check_bits_per_byte(answer) -> Feedback:
     return Feedback(False, "Not quite: total NLL in bits divided by the number of UTF-8 bytes of the text.")
 
 
-def kl_gain_share(bpb: dict, uld_run: str, strict: bool = True) -> float:
-    """Share of the same-tokenizer KL gain that a ULD run recovers: (CE − ULD) / (CE_same − KL_same).
-
-    When KL did not improve on CE there is no gain to share: ``strict`` raises a ``ValueError``,
-    otherwise the result is NaN.
-    """
-    for k in ("ce", "ce-same", "kl-same", uld_run):
-        if k not in bpb:
-            raise ValueError(f"bpb needs the run {k!r} (have {sorted(bpb)})")
-    gain_kl = bpb["ce-same"] - bpb["kl-same"]
-    if gain_kl <= 0:
-        if not strict:
-            return float("nan")
-        raise ValueError("KL distillation did not improve on CE here, so there is no gain to recover")
-    return (bpb["ce"] - bpb[uld_run]) / gain_kl
-
-
 def check_kl_share(answer, bpb: dict, uld_run: str = "uld-offset") -> Feedback:
     """Exercise 3: the share (a fraction, not percent) of the KL gain that ``uld_run`` recovers in ``bpb``."""
     x = as_number(answer)
     if isinstance(x, Feedback):
         return x
-    try:
-        truth = kl_gain_share(bpb, uld_run)
-    except ValueError as err:
-        return Feedback(False, f"This run cannot be checked: {err}.")
+    missing = [k for k in ("ce", "ce-same", "kl-same", uld_run) if k not in bpb]
+    if missing:
+        return Feedback(False, f"This table cannot be checked: it has no run {missing[0]!r}.")
+    truth = kl_share(bpb, uld_run)
+    if not math.isfinite(truth):
+        return Feedback(False, "In this table KL did not beat its CE run, so there is no gain to share.")
 
     def close(a, b):
         return abs(a - b) <= 1e-3 * max(abs(b), 1e-3)
@@ -144,3 +133,86 @@ def check_kl_share(answer, bpb: dict, uld_run: str = "uld-offset") -> Feedback:
     if close(x, 1 / truth if truth else float("inf")):
         return Feedback(False, "Upside down: divide ULD's gain by KL's gain.")
     return Feedback(False, "Not quite: compare each distilled run with the CE-only run *of its own tokenizer*.")
+
+
+# --------------------------------------------------------------------------- the controls
+def check_shuffle(fn) -> Feedback:
+    """Implement: ``fn(teacher_rows, mask, generator)`` must permute the rows at ``mask`` among themselves.
+
+    Checked on random inputs: same shape, unmasked rows unchanged, the multiset of masked rows kept exactly,
+    most masked positions now holding another row, and no error on a batch with a single masked row.
+    """
+    if fn is None or not callable(fn):
+        return Feedback(False, "Define a function my_shuffle(teacher_rows, mask, generator) and pass it in.")
+    x = torch.randn(3, 6, 5)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    try:
+        y = fn(x.clone(), mask, torch.Generator().manual_seed(0))
+    except Exception as err:  # noqa: BLE001 - the learner's code: report, do not crash
+        return Feedback(False, f"Your function raised {type(err).__name__}: {err}")
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        return Feedback(False, f"Return a tensor of the same shape {tuple(x.shape)}.")
+    if not torch.equal(y[~mask], x[~mask]):
+        return Feedback(False, "Padding rows (mask False) must stay where they are: they are not pairs.")
+    if sorted(map(tuple, y[mask].tolist())) != sorted(map(tuple, x[mask].tolist())):
+        return Feedback(False, "The masked rows must be the same rows, only in another order (a permutation): "
+                               "the control keeps every teacher distribution, it only moves them.")
+    moved = float((y[mask] != x[mask]).any(-1).float().mean())
+    if moved < 0.5:
+        return Feedback(False, f"Only {moved:.0%} of the pairs changed: permute across the whole batch, not "
+                               "within a tiny window.")
+    return Feedback(True, f"Right: {moved:.0%} of the pairs now meet another position's teacher distribution, "
+                          "and the set of distributions (their confidence profile) is unchanged.")
+
+
+def check_paired_std(answer, a_values, b_values) -> Feedback:
+    """Derive: the sample std of the per-seed differences a_i − b_i (same seeds, same windows)."""
+    x = as_number(answer)
+    if isinstance(x, Feedback):
+        return x
+    seeds = list(range(len(a_values)))
+    truth = compare(list(a_values), list(b_values), seeds, seeds)["paired_std"]
+    diffs = [p - q for p, q in zip(a_values, b_values)]
+    pop = math.sqrt(sum((d - sum(diffs) / len(diffs)) ** 2 for d in diffs) / len(diffs))
+    unpaired = math.sqrt(_var(a_values) + _var(b_values))
+    if abs(x - truth) <= 1e-3 * max(truth, 1e-4):
+        return Feedback(True, f"Right: the paired std is {truth:.4f}; the unpaired std of the difference would be "
+                              f"{unpaired:.4f} — pairing by seed removes the noise both runs share.")
+    if abs(x - pop) <= 1e-3 * max(pop, 1e-4):
+        return Feedback(False, "Use the sample standard deviation (divide by n − 1), as the tables do.")
+    if abs(x - unpaired) <= 1e-3 * max(unpaired, 1e-4):
+        return Feedback(False, "That is sqrt(var a + var b), the std for independent runs; the runs share seeds "
+                               "and windows, so take the std of the per-seed differences.")
+    return Feedback(False, "Not quite: form d_i = a_i − b_i seed by seed, then the sample std of the d_i.")
+
+
+def _var(v) -> float:
+    m = sum(v) / len(v)
+    return sum((x - m) ** 2 for x in v) / (len(v) - 1)
+
+
+#: Interpret: what would ``uld-shuffled ≈ uld-offset`` (within noise) mean?
+CONTROL_CHOICES = {
+    "a": "The teacher transfers knowledge of THIS context: ULD teaches which continuation fits here.",
+    "b": "ULD's effect comes from the teacher's overall confidence profile, which any position's distribution "
+         "carries: a regulariser, not context-specific knowledge.",
+    "c": "The shuffle is broken: a shuffled teacher must always make the student worse.",
+    "d": "Offset pairing is wrong and positional pairing should be used instead.",
+}
+
+
+def check_control_reading(choice) -> Feedback:
+    """Interpret: pick the reading of ``uld-shuffled ≈ uld-offset`` from :data:`CONTROL_CHOICES`."""
+    if choice is None:
+        return Feedback(False, "Replace None with one letter: " + ", ".join(CONTROL_CHOICES) + ".")
+    c = str(choice).strip().lower()
+    if c not in CONTROL_CHOICES:
+        return Feedback(False, f"Choose one of {', '.join(CONTROL_CHOICES)}.")
+    if c == "b":
+        return Feedback(True, "Right: a teacher that is right about *some other* position helps as much, so the "
+                              "context link carries nothing measurable here; compare with label smoothing.")
+    return Feedback(False, {
+        "a": "If the context mattered, cutting the link (shuffling) would hurt: equal scores say it does not.",
+        "c": "A shuffled teacher keeps the same distributions; it can still regularise, so it need not hurt.",
+        "d": "The pairing is a separate question (see positional vs offset); the shuffle cuts *any* pairing.",
+    }[c])
