@@ -213,7 +213,7 @@ def test_readme_gives_the_two_commands_and_what_students_need():
     for text in [
         "make lab",
         "make test",
-        "python -m uldviz bench",
+        "python benchmarks/bench.py",
         "python -m uldviz distill",
         "--index-url https://download.pytorch.org/whl/cpu",
         "## Troubleshooting",

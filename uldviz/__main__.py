@@ -1,6 +1,7 @@
 """Command line: ``python -m uldviz <command> ...`` (also installed as ``uldviz``).
 
 Each command lives in its own module with a ``main(argv)`` function; this file only dispatches.
+The benchmark suite is not part of the package: run ``python benchmarks/bench.py`` from a checkout.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import sys
 #: command name -> (module, one-line help)
 COMMANDS = {
     "distill": ("uldviz.distill", "run the mini-distillation experiment (notebook 03) from a terminal"),
-    "bench": ("uldviz.bench", "benchmark ULD against the floor, KL, the reference and exact OT"),
     "build-teacher": ("uldviz.teacher", "rebuild the shipped tokenizers and teacher checkpoint in data/"),
 }
 

@@ -1,4 +1,4 @@
-"""Timing ULD's closed form against exact and entropic OT, and the results file ``data/bench_ot.json``.
+"""Timing ULD's closed form against exact and entropic OT, and the one OT timing file ``data/bench_ot.json``.
 
 - :func:`median_time` (fn, repeats, warmup) -> seconds per call: the median of several repeats
   after warm-up calls; very fast functions are looped so each repeat lasts long enough to measure.
@@ -6,7 +6,7 @@
   "skipped": [...]}}``: one random pair per size, sizes ascending; a size is skipped when the time
   predicted from the previous sizes would push that method over its budget.
 - :func:`fit_exponent` (sizes, seconds, min_n) -> k in t ~ N^k (least squares in log-log).
-- :func:`write_ot_scaling` is the entry the benchmark command (``python -m uldviz bench``) calls::
+- :func:`write_ot_scaling` is the entry the benchmark suite (``python benchmarks/bench.py``) calls::
 
       write_ot_scaling(path=None, sizes=DEFAULT_SIZES, *, methods=None, budget_s=120.0, reg=1e-2,
                        repeats=5, fit_min_n=1000, seed=0, progress=print) -> dict
