@@ -279,3 +279,14 @@ def _fork_after_threaded_use(monkeypatch):
     assert child.exitcode == 0
     value, child_made_a_pool = queue.get(timeout=5)
     assert value == pytest.approx(parent, rel=1e-6) and child_made_a_pool
+
+
+@pytest.mark.parametrize("top_k", [None, 30])
+def test_a_second_backward_through_the_same_graph_gives_the_same_gradient(top_k):
+    """The saved subgradients are scaled into new tensors, never in place (retain_graph, gradient accumulation)."""
+    torch.manual_seed(25)
+    s = (torch.randn(4, 120) * 3).requires_grad_(True)
+    loss = L.uld_loss(s, torch.randn(4, 90) * 3, top_k=top_k)
+    (first,) = torch.autograd.grad(loss, s, retain_graph=True)
+    (second,) = torch.autograd.grad(loss * 2, s)
+    assert torch.equal(second, 2 * first) and first.abs().sum() > 0

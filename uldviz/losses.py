@@ -127,12 +127,17 @@ def validate_logits(logits, name: str = "logits") -> torch.Tensor:
     return x
 
 
+def _checked_pair(a, b, check, name_a: str, name_b: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two tensors on one device, each passing ``check(x, name)``, paired position by position."""
+    a, b = _as_pair(a, b, name_a, name_b)
+    a, b = check(a, name_a), check(b, name_b)
+    _check_paired(a, b)
+    return a, b
+
+
 def _validate_pair(student_logits, teacher_logits) -> tuple[torch.Tensor, torch.Tensor]:
     """Student and teacher logits: one device, each valid, paired position by position."""
-    s, t = _as_pair(student_logits, teacher_logits, "student_logits", "teacher_logits")
-    s, t = validate_logits(s, "student_logits"), validate_logits(t, "teacher_logits")
-    _check_paired(s, t)
-    return s, t
+    return _checked_pair(student_logits, teacher_logits, validate_logits, "student_logits", "teacher_logits")
 
 
 def check_positive(value, name: str) -> float:
@@ -301,10 +306,7 @@ def _check_probs(x: torch.Tensor, name: str) -> torch.Tensor:
 
 def _prob_pair(p, q) -> tuple[torch.Tensor, torch.Tensor]:
     """Two batches of probability vectors on one device, paired position by position."""
-    p, q = _as_pair(p, q, "p", "q")
-    p, q = _check_probs(p, "p"), _check_probs(q, "q")
-    _check_paired(p, q)
-    return p, q
+    return _checked_pair(p, q, _check_probs, "p", "q")
 
 
 def sorted_padded(p, q) -> tuple[torch.Tensor, torch.Tensor]:
