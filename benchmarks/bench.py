@@ -18,7 +18,7 @@ the path). One run measures, side by side (so ratios hold on a noisy, shared mac
 3. Peak memory of each variant as a multiple of the student logits' size, measured in a fresh
    subprocess (see :func:`memory_probe`).
 4. The distillation step of notebook 03's default ULD run: steps/s and the share spent in the
-   objective, timed through the training core's API (the objective is a parameter of the loop).
+   distillation term, timed through the training core's API (the term is a parameter of the loop).
 
 Results go to JSON (``--out``, default ``benchmarks/results.json``) and a Markdown table next to it
 (``RESULTS.md``). ``--quick`` runs tiny sizes in seconds (for the tests). Timings on a shared machine
@@ -404,13 +404,11 @@ def bench_ot(sizes, budget_s: float, path: Path | None) -> dict:
 
 # --------------------------------------------------------------------------- the distillation step
 def bench_distill(steps: int = 25, skip: int = 5, quick: bool = False) -> dict:
-    """Steps/s of notebook 03's default ULD run (``uld-offset``) and the share of a step spent in its objective.
+    """Steps/s of notebook 03's default ULD run (``uld-offset``) and the share of a step spent in its distillation term.
 
-    Uses the training core's API, nothing patched: the objective from ``uldviz.distill.make_objective``
-    is passed to ``uldviz.distill.train`` wrapped in a timer that also records its inputs (the first
-    ``skip`` steps are warm-up). Afterwards the objective's forward + backward is timed alone on those
-    inputs, and so is the CE-only objective of the same configuration: their difference is what the
-    distillation term (alignment + ULD) costs.
+    Uses the training core's API, nothing patched: the distillation term from ``uldviz.distill.make_objective``
+    (pairing + ULD) is passed to ``uldviz.distill.train`` wrapped in a timer that also records its inputs (the
+    first ``skip`` steps are warm-up). Afterwards the term's forward + backward is timed alone on those inputs.
     """
     from dataclasses import replace
 
@@ -423,7 +421,7 @@ def bench_distill(steps: int = 25, skip: int = 5, quick: bool = False) -> dict:
     recorded, in_loop = [], []
 
     def timed(student_logits, teacher_logits, batch):
-        """The objective as the loop calls it, timed (forward only: the loop runs the backward)."""
+        """The distillation term as the loop calls it, timed (forward only: the loop runs the backward)."""
         if len(recorded) < steps:
             recorded.append((student_logits.detach().clone(), teacher_logits.detach().clone(), batch))
         start = time.perf_counter()
@@ -432,31 +430,24 @@ def bench_distill(steps: int = 25, skip: int = 5, quick: bool = False) -> dict:
         return out
 
     stamps = []
-    D.train(cfg, setup, name="bench", objective=timed,
+    D.train(cfg, setup, name="bench", objective=timed, sample_prompt=None,
             callback=lambda ev: stamps.append(time.perf_counter()) if ev["type"] == "step" else None)
     step_s = statistics.median(np.diff(stamps)[skip:]) if len(stamps) > skip + 1 else float("nan")
-
-    def fwd_bwd(fn) -> float:
-        """Median forward + backward seconds of ``fn`` on the recorded inputs."""
-        ts = []
-        for student_logits, teacher_logits, batch in recorded[skip:]:
-            x = student_logits.clone().requires_grad_(True)
-            start = time.perf_counter()
-            fn(x, teacher_logits, batch).backward()
-            ts.append(time.perf_counter() - start)
-        return statistics.median(ts)
-
-    full = fwd_bwd(objective)
-    ce_only = fwd_bwd(D.make_objective(replace(cfg, loss="ce"), setup))
+    alone = []
+    for student_logits, teacher_logits, batch in recorded[skip:]:
+        x = student_logits.clone().requires_grad_(True)
+        start = time.perf_counter()
+        objective(x, teacher_logits, batch).backward()
+        alone.append(time.perf_counter() - start)
+    term = statistics.median(alone)
     return {
         "config": {k: getattr(cfg, k) for k in ("loss", "align", "lam", "batch_size", "window_chars",
                                                  "n_layer", "n_embd", "device")},
         "student_logits_shape": tuple(recorded[0][0].shape), "teacher_logits_shape": tuple(recorded[0][1].shape),
         "steps_timed": max(0, len(stamps) - 1 - skip),
         "step_s": step_s, "steps_per_s": 1.0 / step_s,
-        "objective_forward_in_loop_s": statistics.median(in_loop[skip:]),
-        "objective_s": full, "ce_objective_s": ce_only, "distill_term_s": full - ce_only,
-        "objective_share": full / step_s, "distill_term_share": (full - ce_only) / step_s,
+        "distill_term_forward_in_loop_s": statistics.median(in_loop[skip:]),
+        "distill_term_s": term, "distill_term_share": term / step_s,
     }
 
 
@@ -691,15 +682,15 @@ def render_markdown(res: dict) -> str:
     lines += ["", "## The distillation step (notebook 03 default ULD run)", ""]
     if d.get("not_measured"):
         lines.append(f"Not measured: {d.get('reason')}")
-    elif "objective_s" in d:
+    elif "distill_term_s" in d:
         lines += [f"Config {d['config']}; student logits {d['student_logits_shape']}, teacher logits "
-                  f"{d['teacher_logits_shape']}; {d['steps_timed']} steps timed. The objective (CE + λ·ULD on "
-                  "the aligned pairs) timed alone, forward + backward, and the CE-only objective: the "
-                  "difference is the distillation term.", "",
-                  "| steps/s | step (ms) | objective (ms) | CE only (ms) | distillation term (ms) | its share |",
-                  "|---|---|---|---|---|---|",
-                  f"| {d['steps_per_s']:.2f} | {_ms(d['step_s'])} | {_ms(d['objective_s'])} | "
-                  f"{_ms(d['ce_objective_s'])} | {_ms(d['distill_term_s'])} | {d['distill_term_share']:.1%} |"]
+                  f"{d['teacher_logits_shape']}; {d['steps_timed']} steps timed. The distillation term (offset "
+                  "pairing + ULD) is the objective passed to the training loop; timed alone, forward + backward, "
+                  "on the inputs recorded during training.", "",
+                  "| steps/s | step (ms) | distillation term fwd+bwd (ms) | its share of the step |",
+                  "|---|---|---|---|",
+                  f"| {d['steps_per_s']:.2f} | {_ms(d['step_s'])} | {_ms(d['distill_term_s'])} | "
+                  f"{d['distill_term_share']:.1%} |"]
     else:  # measured before the training loop took the objective as a parameter
         lines += [f"Config {d['config']}; student logits {d['student_logits_shape']}, teacher logits "
                   f"{d['teacher_logits_shape']}; {d['steps_timed']} steps timed (earlier method: ULD's "

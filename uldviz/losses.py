@@ -201,6 +201,7 @@ def _check_reduction(reduction) -> str:
 
 def _reduce(per_position: torch.Tensor, mask: torch.Tensor | None, reduction: str) -> torch.Tensor:
     """Mean ('batchmean') or sum over (masked) positions, or the per-position values with masked ones set to 0."""
+    _check_reduction(reduction)
     if mask is not None:
         per_position = per_position * mask.to(per_position.dtype)
     if reduction == "none":
@@ -296,9 +297,9 @@ def forced_kl_div(student_logits, teacher_logits, how: str = "truncate") -> torc
 
 
 # --------------------------------------------------------------------------- ULD
-def _check_probs(x: torch.Tensor, name: str) -> torch.Tensor:
+def _check_probs(x, name: str) -> torch.Tensor:
     """Probability vectors for the distance functions: finite, non-negative, non-empty."""
-    x = _check_shape(x, name)
+    x = _check_shape(_as_float_tensor(x, name), name)
     _require(torch.isfinite(x).all(), f"{name} contain NaN or inf: they are not probabilities")
     _require((x >= 0).all(), f"{name} contain negative values: they are not probabilities")
     return x
