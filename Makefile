@@ -33,20 +33,17 @@ $(IPYW7_DIR)/.installed: $(PY)
 	$(PY) -m pip install --quiet --no-deps --upgrade --target $(IPYW7_DIR) $(IPYW7_PKGS)
 	@touch $@
 
-# pytest's exit code 5 means "no test was collected": said out loud, not counted as a failure.
-define run_pytest
-	@rc=0; $(1) || rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests here (exit code 5): nothing to fail"; rc=0; fi; \
-	exit $$rc
-endef
-
+# No test collected (pytest's exit code 5) is a failure too: a widget pass that runs nothing proves nothing.
 test-ipywidgets7: install $(IPYW7_DIR)/.installed
 	@echo "== widget tests under ipywidgets 7.7 (Colab's version) =="
-	$(call run_pytest,ULDVIZ_EXPECT_IPYWIDGETS=7 PYTHONPATH="$(CURDIR)/$(IPYW7_DIR)" $(PY) -m pytest -m widgets -p no:cacheprovider $(IPYW7_QUIET) $(PYTEST_ARGS))
+	@rc=0; ULDVIZ_EXPECT_IPYWIDGETS=7 PYTHONPATH="$(CURDIR)/$(IPYW7_DIR)" $(PY) -m pytest -m widgets \
+		-p no:cacheprovider $(IPYW7_QUIET) $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "FAILED: no widget test was collected under ipywidgets 7.7 (pytest exit code 5)"; fi; \
+	exit $$rc
 
 test-main: install
 	@echo "== whole test suite (ipywidgets $$($(PY) -c 'import ipywidgets; print(ipywidgets.__version__)')) =="
-	$(call run_pytest,$(PY) -m pytest $(PYTEST_ARGS))
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The small ipywidgets-7 run goes first so the suite's own summary line closes the output.
 test: install

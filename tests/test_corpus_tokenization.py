@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from uldviz import vocab as V
 from uldviz.corpus import (
     DOC_SEPARATOR,
     load_corpus,
@@ -15,14 +16,18 @@ from uldviz.corpus import (
     split_documents,
     train_val_split,
 )
+from uldviz.hub import HubUnavailableError
 from uldviz.tokenization import (
-    HubUnavailableError,
+    cut_points,
     load_hub_tokenizers,
     load_tokenizer,
     normalized_token,
     offline_tokenizers,
     save_tokenizer,
+    shared_cuts,
+    surface_vocab_by_id,
     token_spans,
+    tokenizer_kind,
     train_bpe_tokenizer,
     train_unigram_tokenizer,
     vocab_overlap,
@@ -118,6 +123,22 @@ def test_shipped_pair_differs_in_algorithm_and_size(shipped):
     assert any(t.startswith("▁") for t in student.get_vocab())
     s = "The assert statement"
     assert len(teacher(s)["input_ids"]) != len(student(s)["input_ids"]) or teacher.tokenize(s) != student.tokenize(s)
+
+
+def test_tokenizer_kind_and_surface_vocabularies(shipped):
+    t, s = shipped
+    assert tokenizer_kind(t) == "BPE" and tokenizer_kind(s) == "Unigram"
+    vt, vs = surface_vocab_by_id(t), surface_vocab_by_id(s)
+    assert len(vt) == len(t) and len(vs) == len(s)
+    assert " the" in vt and " the" in vs  # 'Ġthe' and '▁the' both become ' the'
+    # blind id matching: id i is almost never the same string in both vocabularies
+    assert V.blind_id_agreement(vt, vs)["fraction"] < 0.05
+
+
+def test_cut_points_by_hand():
+    a = [("ab", (0, 2)), ("c", (2, 3))]
+    b = [("a", (0, 1)), ("bc", (1, 3))]
+    assert cut_points(a) == {2, 3} and shared_cuts(a, b) == (1, 3)
 
 
 @pytest.mark.parametrize("text", SAMPLES)
@@ -251,3 +272,18 @@ def test_save_tokenizer_is_portable_and_round_trips(tmp_path, shipped):
     again = load_tokenizer(tmp_path / "t")
     assert token_spans(again, SAMPLES[2]) == token_spans(teacher, SAMPLES[2])
     assert again.eos_token == teacher.eos_token and again.pad_token == teacher.pad_token
+
+
+def test_hub_module_offline_switch_and_name_checks(monkeypatch):
+    from uldviz import hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub.hub_is_offline() and hub.resolve_local_only("some/name", None)
+    assert hub.resolve_local_only("some/name", False) is False
+    with pytest.raises(TypeError, match="name_or_path"):
+        hub.check_name(3)
+    with pytest.raises(ValueError, match="empty"):
+        hub.check_name("  ")
+    err = hub.unavailable_error("model", "x/y", True, OSError("not cached"), "the offline pair")
+    assert isinstance(err, HubUnavailableError) and isinstance(err, OSError)
+    assert "x/y" in str(err) and "offline" in str(err) and "the offline pair" in str(err)

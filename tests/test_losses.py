@@ -1,4 +1,4 @@
-"""Tests of uldviz.losses: KL on one vocabulary, the ULD closed form, top-k ULD and bad input."""
+"""Tests of uldviz.losses: KL on one vocabulary, the ULD closed form against the reference, top-k ULD and bad input."""
 
 import math
 
@@ -10,13 +10,18 @@ from uldviz import losses as L
 
 
 def plain_uld(student_logits, teacher_logits, ts=1.0, tt=1.0):
-    """Straightforward per-position ULD in float64, written independently of the package."""
+    """Per-position ULD in float64 from the package's one reference (pad, sort, L1), tested below by hand."""
     q = torch.softmax(student_logits.double() / ts, -1)
     p = torch.softmax(teacher_logits.double() / tt, -1)
-    n = max(p.shape[-1], q.shape[-1])
-    q = F.pad(q, (0, n - q.shape[-1])).sort(-1, descending=True).values
-    p = F.pad(p, (0, n - p.shape[-1])).sort(-1, descending=True).values
-    return (q - p).abs().sum(-1)
+    return L.uld_reference(q, p)
+
+
+def test_reference_by_hand():
+    # p sorted: .5 .3 .2; q padded and sorted: .7 .3 0 -> |.5-.7| + |.3-.3| + |.2-0| = 0.4
+    p, q = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64), torch.tensor([0.3, 0.7], dtype=torch.float64)
+    assert float(L.uld_reference(p, q)) == pytest.approx(0.4, abs=1e-15)
+    a, b = L.sorted_padded(p, q)
+    assert a.tolist() == [0.5, 0.3, 0.2] and b.tolist() == [0.7, 0.3, 0.0]
 
 
 # --------------------------------------------------------------------------- KL
@@ -37,15 +42,38 @@ def test_kl_refuses_different_vocabularies_and_names_both_sizes():
 
 
 def test_kl_handles_zero_teacher_probability_without_nan():
-    t = torch.tensor([[0.0, 0.0, float("-inf")]])
-    s = torch.tensor([[0.0, 1.0, 2.0]])
-    out = L.kl_divergence(s, t)
-    assert torch.isfinite(out)
+    # teacher (0.5, 0.5, 0): the token it rules out contributes exactly 0, not 0 * log 0 = NaN
+    t = torch.tensor([[0.0, 0.0, float("-inf")]], dtype=torch.float64)
+    s = torch.tensor([[0.0, 1.0, 2.0]], dtype=torch.float64)
+    z = 1 + math.e + math.e**2
+    by_hand = 0.5 * math.log(0.5 / (1 / z)) + 0.5 * math.log(0.5 / (math.e / z))
+    assert float(L.kl_divergence(s, t)) == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_batchmean_is_the_kits_mean_and_torchs_batchmean():
+    torch.manual_seed(14)
+    s, t = torch.randn(6, 10, dtype=torch.float64), torch.randn(6, 10, dtype=torch.float64)
+    torch_batchmean = F.kl_div(torch.log_softmax(s, -1), torch.softmax(t, -1), reduction="batchmean")
+    assert float(L.kl_divergence(s, t, reduction="batchmean")) == pytest.approx(float(torch_batchmean), rel=1e-12)
+    assert float(L.kl_divergence(s, t, reduction="mean")) == pytest.approx(float(torch_batchmean), rel=1e-12)
+    per_pos = L.kl_divergence(s, t, reduction="none")
+    assert per_pos.shape == (6,) and float(L.kl_divergence(s, t, reduction="sum")) == pytest.approx(
+        float(per_pos.sum()), rel=1e-12)
+    t2 = torch.randn(6, 13, dtype=torch.float64)
+    assert float(L.uld_loss(s, t2, reduction="batchmean")) == float(L.uld_loss(s, t2, reduction="mean"))
+    assert float(L.uld_loss(s, t2, reduction="batchmean")) == pytest.approx(float(plain_uld(s, t2).mean()), rel=1e-12)
+    for fn in (L.kl_divergence, L.uld_loss):
+        with pytest.raises(ValueError, match="batchmean"):
+            fn(s, t, reduction="elementwise_mean")
 
 
 def test_naive_kl_shows_inf_and_nan_as_raw_torch_does():
     # teacher {dog, cat, moon, sun=0}, student {dog, cat, moon=0, sun}
-    assert math.isinf(float(L.naive_kl_div([0.5, 0.3, 0.2, 0.0], [0.4, 0.4, 0.0, 0.2])))
+    # (student, teacher): the teacher has mass on 'moon', which the student rules out
+    assert math.isinf(float(L.naive_kl_div([0.4, 0.4, 0.0, 0.2], [0.5, 0.3, 0.2, 0.0])))
+    # KL(teacher || student), not the reverse: student (0.5, 0.5), teacher (0.9, 0.1)
+    want = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
+    assert float(L.naive_kl_div([0.5, 0.5], [0.9, 0.1])) == pytest.approx(want, rel=1e-12)
     assert math.isnan(float(L.naive_kl_div([0.5, 0.5, 0.0], [0.5, 0.5, 0.0])))
     with pytest.raises(RuntimeError):
         L.naive_kl_div([0.5, 0.5, 0.0], [0.5, 0.5])
@@ -53,11 +81,14 @@ def test_naive_kl_shows_inf_and_nan_as_raw_torch_does():
 
 def test_forced_kl_is_finite_but_depends_on_the_arbitrary_choice():
     torch.manual_seed(1)
-    t, s = torch.randn(7), torch.randn(4)
-    a, b = L.forced_kl_div(t, s, "truncate"), L.forced_kl_div(t, s, "pad")
+    t, s = torch.randn(7, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    a, b = L.forced_kl_div(s, t, "truncate"), L.forced_kl_div(s, t, "pad")
     assert torch.isfinite(a) and torch.isfinite(b) and abs(float(a - b)) > 1e-3
+    # truncate = KL(teacher || student) on the first 4 ids, each renormalised
+    p, q = torch.softmax(t[:4], -1), torch.softmax(s, -1)
+    assert float(a) == pytest.approx(float((p * (p / q).log()).sum()), rel=1e-12)
     with pytest.raises(ValueError, match="how"):
-        L.forced_kl_div(t, s, "interpolate")
+        L.forced_kl_div(s, t, "interpolate")
 
 
 # --------------------------------------------------------------------------- ULD closed form
@@ -181,8 +212,10 @@ def test_topk_through_uld_loss_is_differentiable():
     "k,exc", [(0, ValueError), (-3, ValueError), (101, ValueError), (2.5, TypeError), (True, TypeError)]
 )
 def test_topk_bad_k(k, exc):
-    with pytest.raises(exc, match="k"):
-        L.uld_topk_distance(torch.rand(2, 100), torch.rand(2, 50), k)
+    with pytest.raises(exc, match="top_k"):
+        L.uld_topk_distance(torch.rand(2, 100), torch.rand(2, 50), top_k=k)
+    with pytest.raises(exc, match="top_k"):
+        L.uld_loss(torch.rand(2, 100), torch.rand(2, 50), top_k=k)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -261,6 +294,53 @@ def test_cross_entropy_and_objective():
         L.cross_entropy(x, torch.full((2, 4), -100))
     with pytest.raises(ValueError, match="lam"):
         L.ce_plus_uld(ce, ce, lam=-1)
+
+
+# --------------------------------------------------------------------------- two devices
+def _every_public_loss(student, teacher):
+    """Each public loss called with (student, teacher) on whatever devices they are."""
+    return {
+        "uld_loss": lambda: L.uld_loss(student, teacher),
+        "uld_loss top_k": lambda: L.uld_loss(student, teacher, top_k=2),
+        "kl_divergence": lambda: L.kl_divergence(student, teacher),
+        "uld_distance": lambda: L.uld_distance(student, teacher),
+        "uld_topk_distance": lambda: L.uld_topk_distance(student, teacher, 2),
+        "uld_reference": lambda: L.uld_reference(student, teacher),
+        "sorted_padded": lambda: L.sorted_padded(student, teacher),
+        "naive_kl_div": lambda: L.naive_kl_div(student, teacher),
+        "forced_kl_div": lambda: L.forced_kl_div(student, teacher),
+        "temperature_curve": lambda: L.temperature_curve(student[0], teacher[0], [1.0]),
+        "ce_plus_uld": lambda: L.ce_plus_uld(student.sum(), teacher.sum()),
+    }
+
+
+@pytest.mark.parametrize("name", list(_every_public_loss(None, None)))
+@pytest.mark.parametrize("meta_side", ["student", "teacher"])
+def test_logits_on_two_devices_are_refused_by_name(name, meta_side):
+    """A 'meta' tensor stands for a second device (no GPU needed): the error names both devices."""
+    cpu = torch.rand(2, 5)
+    meta = torch.empty(2, 5, device="meta")
+    student, teacher = (meta, cpu) if meta_side == "student" else (cpu, meta)
+    with pytest.raises(ValueError, match="device") as err:
+        _every_public_loss(student, teacher)[name]()
+    assert "meta" in str(err.value) and "cpu" in str(err.value)
+
+
+# --------------------------------------------------------------------------- temperature
+def test_temperature_curve_limits_and_values():
+    torch.manual_seed(15)
+    s, t = torch.randn(200, dtype=torch.float64), torch.randn(500, dtype=torch.float64)
+    temps = [1e-4, 0.7, 3.0, 1e6]
+    curve = L.temperature_curve(s, t, temps)
+    assert curve.shape == (4,) and curve[0] < 1e-6
+    assert curve[-1] == pytest.approx(L.large_temperature_limit(200, 500), rel=1e-4)
+    assert L.large_temperature_limit(200, 500) == pytest.approx(2 * (1 - 200 / 500))
+    for T, v in zip(temps[1:3], curve[1:3]):
+        assert v == pytest.approx(float(L.uld_loss(s, t, student_temperature=T, teacher_temperature=T)), rel=1e-12)
+    with pytest.raises(ValueError, match="temperatures"):
+        L.temperature_curve(s, t, [1.0, 0.0])
+    with pytest.raises(ValueError, match=">= 1"):
+        L.large_temperature_limit(0, 5)
 
 
 # --------------------------------------------------------------------------- the GPU code path

@@ -42,10 +42,19 @@ def _req(spec: str) -> tuple[str, str]:
     return re.sub(r"[-_.]+", "-", m.group(1)).lower(), m.group(2).strip()
 
 
+def _extra(name: str) -> dict[str, str]:
+    """One optional-dependency group of pyproject.toml, without its references to the kit's own extras."""
+    return dict(_req(d) for d in PYPROJECT["project"]["optional-dependencies"][name] if _req(d)[0] != "uldviz")
+
+
+def _core() -> dict[str, str]:
+    """pyproject.toml's core dependencies (name -> constraint)."""
+    return dict(_req(d) for d in PYPROJECT["project"]["dependencies"])
+
+
 def _pyproject_runtime() -> dict[str, str]:
-    """The packages a notebook needs: core dependencies plus the [lab] extra (what Binder must install)."""
-    deps = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["lab"]
-    return dict(_req(d) for d in deps)
+    """The packages a notebook needs: core + [notebooks] + [lab] (what Binder must install)."""
+    return _core() | _extra("notebooks") | _extra("lab")
 
 
 def _environment() -> dict:
@@ -64,22 +73,51 @@ def _conda_deps() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ pyproject: Colab must not be upgraded
-def test_core_dependencies_are_lower_bounds_only():
+def test_runtime_dependencies_are_lower_bounds_only():
     """Colab ships its own torch and ipywidgets 7.7: any '==', '<' or '~=' would make pip replace them."""
-    for spec in PYPROJECT["project"]["dependencies"]:
-        name, constraint = _req(spec)
-        assert re.fullmatch(r"(>=\s*[\w.]+)?", constraint), f"{spec!r}: only a '>=' lower bound is allowed"
-    core = dict(_req(d) for d in PYPROJECT["project"]["dependencies"])
-    assert core.get("ipywidgets") == ">=7.7", "ipywidgets must accept Colab's 7.7"
-    assert "torch" in core
+    for name, constraint in _pyproject_runtime().items():
+        assert re.fullmatch(r"(>=\s*[\w.]+)?", constraint), f"{name}{constraint}: only a '>=' lower bound is allowed"
+    assert _extra("notebooks").get("ipywidgets") == ">=7.7", "ipywidgets must accept Colab's 7.7"
 
 
-def test_jupyterlab_is_an_extra_not_a_core_dependency():
-    """Installing JupyterLab on Colab is heavy and can break its front end: it belongs to the [lab] extra."""
-    core = dict(_req(d) for d in PYPROJECT["project"]["dependencies"])
-    lab = dict(_req(d) for d in PYPROJECT["project"]["optional-dependencies"]["lab"])
-    assert "jupyterlab" not in core and "notebook" not in core
-    assert "jupyterlab" in lab
+def test_core_is_the_loss_and_the_rest_is_behind_extras():
+    """A loss user gets torch and numpy only; the notebooks' packages are the [notebooks] extra, which [lab] and
+    [test] pull in; JupyterLab (heavy, and harmful to Colab's front end) is only in [lab]."""
+    assert set(_core()) == {"torch", "numpy"}
+    assert {"ipywidgets", "matplotlib", "transformers", "tokenizers", "safetensors", "pot", "jupyter-ui-poll",
+            "tqdm"} <= set(_extra("notebooks"))
+    for extra in ("lab", "test"):
+        own = [d for d in PYPROJECT["project"]["optional-dependencies"][extra] if _req(d)[0] == "uldviz"]
+        assert own == ["uldviz[notebooks]"], f"[{extra}] must install the notebooks' packages too"
+    assert "jupyterlab" in _extra("lab") and "jupyterlab" not in _core() | _extra("notebooks")
+
+
+# Hides the optional packages from a fresh interpreter, as if they were not installed: a None entry in
+# sys.modules makes `import x` raise ModuleNotFoundError and importlib.util.find_spec("x") return None.
+_LIGHT_IMPORT = r"""
+import sys
+HIDDEN = {"transformers", "ot", "ipywidgets", "matplotlib", "tokenizers", "IPython", "safetensors", "tqdm",
+          "jupyter_ui_poll", "nbformat", "scipy"}
+for name in HIDDEN:
+    sys.modules[name] = None
+import torch
+import uldviz, uldviz.losses, uldviz.align
+s = torch.randn(2, 3, 50, requires_grad=True)
+t = torch.randn(2, 3, 70)
+pairs = uldviz.align.positional_pairing(torch.ones(2, 3, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool))
+loss = uldviz.uld_loss(s, t) + uldviz.losses.uld_loss(s, t, top_k=5)
+loss.backward()
+assert torch.isfinite(loss) and s.grad.abs().sum() > 0 and pairs.num_pairs == 6
+print("LOADED", sorted(m for m in sys.modules if m.partition(".")[0] in HIDDEN and sys.modules[m] is not None))
+"""
+
+
+def test_the_loss_imports_with_only_torch_and_numpy():
+    """`import uldviz`, uldviz.losses and uldviz.align, and the loss with its gradient, with the extras hidden."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", _LIGHT_IMPORT], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "LOADED []"
 
 
 # ------------------------------------------------------------------ Binder
@@ -202,7 +240,8 @@ def test_setup_cell_on_colab_clones_installs_without_upgrades_and_enables_widget
     pip = next(c for c in calls if "pip" in c)
     assert "install" in pip and "-q" in pip
     assert not {"-U", "--upgrade", "--force-reinstall"} & set(pip), f"the setup cell must not upgrade: {pip}"
-    assert not any("[" in arg for arg in pip), f"no extras on Colab (no JupyterLab): {pip}"
+    target = pip[pip.index("-e") + 1]
+    assert target == f"{clone[-1]}[notebooks]", f"Colab installs the notebooks' extra, not [lab]: {pip}"
     assert widget_manager == [True]
 
 
@@ -213,7 +252,7 @@ def test_readme_gives_the_two_commands_and_what_students_need():
     for text in [
         "make lab",
         "make test",
-        "python -m uldviz bench",
+        "python benchmarks/bench.py",
         "python -m uldviz distill",
         "--index-url https://download.pytorch.org/whl/cpu",
         "## Troubleshooting",
@@ -240,16 +279,40 @@ def _make_dry_run(target: str) -> str:
     return done.stdout
 
 
+def _run_test_target(tmp_path, target: str, pytest_rc: int) -> tuple[int, list[str]]:
+    """Run a Makefile test target with a stand-in interpreter that records its arguments and exits ``pytest_rc``.
+
+    ``-o`` marks the install steps as done, so only the target's own recipe runs (no virtual environment made).
+    """
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    fake, log = tmp_path / "python", tmp_path / "args"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\nexit {pytest_rc}\n')
+    fake.chmod(0o755)
+    done = subprocess.run(["make", "--no-print-directory", "-o", "install", "-o", ".venv/ipywidgets7/.installed",
+                           target, f"PY={fake}", "VENV=.venv"], cwd=ROOT, capture_output=True, text=True)
+    calls = log.read_text().splitlines() if log.exists() else []
+    return done.returncode, [c for c in calls if c.startswith("-m pytest")]
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_test_runs_the_suite_and_the_ipywidgets7_widget_tests():
-    """`make test` = install into .venv + the widget tests under ipywidgets 7.7 + the whole suite."""
+def test_make_test_runs_the_suite_and_the_ipywidgets7_widget_tests(tmp_path):
+    """`make test` = install into .venv + the widget tests under ipywidgets 7.7 + the whole, unfiltered suite."""
     plan = _make_dry_run("test")
-    assert "pip install -e '.[lab,test]'" in plan
-    assert "ipywidgets==7.7" in plan and "-m widgets" in plan
-    assert re.search(r"pytest -ra(\s|$)", plan) or "python -m pytest" in plan
-    assert "exit code 5" in plan, "pytest's exit code 5 must be handled"
+    assert "pip install -e '.[lab,test]'" in plan and "ipywidgets==7.7" in plan
+    rc, calls = _run_test_target(tmp_path / "main", "test-main", 0)
+    assert rc == 0 and calls == ["-m pytest -ra"], f"the main pass must run every test, unfiltered: {calls}"
+    assert _run_test_target(tmp_path / "main-fail", "test-main", 1)[0] != 0
+    rc, calls = _run_test_target(tmp_path / "w7", "test-ipywidgets7", 0)
+    assert rc == 0 and len(calls) == 1 and calls[0].startswith("-m pytest -m widgets")
+    for failing in (1, 5):  # 5 = no test collected: a widget pass that runs nothing must fail
+        assert _run_test_target(tmp_path / f"w7-{failing}", "test-ipywidgets7", failing)[0] != 0, failing
     lab = _make_dry_run("lab")
     assert "pip install -e '.[lab,test]'" in lab and "jupyterlab --notebook-dir=notebooks" in lab
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """'2.13.0' -> (2, 13, 0)."""
+    return tuple(int(x) for x in re.findall(r"\d+", text))
 
 
 def test_ci_script_prepares_the_machine_then_runs_the_readme_command():
@@ -258,8 +321,11 @@ def test_ci_script_prepares_the_machine_then_runs_the_readme_command():
     assert os.access(ci, os.X_OK), ".ci/run must be executable"
     assert "set -euo pipefail" in text
     assert "chromium" in text and "apt-get install" in text
-    torch_at, make_at = text.find("pip install -q torch==2.13.0"), text.find("exec make test")
-    assert 0 < torch_at < make_at, "CPU torch must be installed before `make test` pulls the dependencies"
+    pins = [(m.start(), m.group(1)) for m in re.finditer(r"^[^#\n]*pip install[^\n]*\btorch==([\d.]+)", text, re.M)]
+    make_at = text.find("exec make test")
+    assert len(pins) == 1 and 0 < pins[0][0] < make_at, "torch must be installed (pinned) before `make test` runs"
+    lower = _core()["torch"].removeprefix(">=")
+    assert _version(pins[0][1]) >= _version(lower), f"CI pins torch {pins[0][1]}, below the kit's torch>={lower}"
     assert subprocess.run(["bash", "-n", str(ci)]).returncode == 0
 
 

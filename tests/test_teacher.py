@@ -63,6 +63,7 @@ def test_load_teacher_missing_folder_says_how_to_rebuild(tmp_path):
         load_teacher(tmp_path)
 
 
+@pytest.mark.slow
 def test_build_teacher_quick_end_to_end(tmp_path, capsys):
     assert main(["--quick", "--out", str(tmp_path), "--quiet"]) == 0
     assert "bits per byte" in capsys.readouterr().out

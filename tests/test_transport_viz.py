@@ -19,14 +19,15 @@ from matplotlib.image import AxesImage  # noqa: E402
 from uldviz import ot as uot  # noqa: E402
 from uldviz import timing  # noqa: E402
 from uldviz.exercises import ex02  # noqa: E402
-from uldviz.losses import uld_distance, uld_loss, uld_topk_distance  # noqa: E402
-from uldviz.plots import transport as tplots  # noqa: E402
-from uldviz.widgets.transport import (  # noqa: E402
-    SinkhornExplorer,
-    TemperatureTopkExplorer,
+from uldviz.losses import (  # noqa: E402
     large_temperature_limit,
     temperature_curve,
+    uld_distance,
+    uld_loss,
+    uld_topk_distance,
 )
+from uldviz.plots import transport as tplots  # noqa: E402
+from uldviz.widgets.transport import SinkhornExplorer, TemperatureTopkExplorer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +93,7 @@ def test_scaling_plot_and_other_figures():
     assert any("0.7000" in t.get_text() for t in f.axes[0].get_legend().get_texts())
     assert tplots.plot_topk_error([1, 10], [0.5, 0.01], [0.6, 0.3], current=10).axes
     p = np.random.default_rng(0).dirichlet(np.ones(30))
-    assert len(tplots.plot_blind_spot(p, p[::-1], k=10).axes) == 2
+    assert len(tplots.plot_blind_spot(p, p[::-1], top_k=10).axes) == 2
 
 
 def test_markdown_table():
@@ -188,21 +189,21 @@ def test_temperature_topk_explorer_matches_the_losses():
     gen = torch.Generator().manual_seed(0)
     s = torch.randn(300, generator=gen, dtype=torch.float64) * 2
     t = torch.randn(500, generator=gen, dtype=torch.float64) * 3
-    ex = TemperatureTopkExplorer(s, t, temperature=1.0, k=10, curve_ks=[1, 10, 100, 500], draw=False)
+    ex = TemperatureTopkExplorer(s, t, temperature=1.0, top_k=10, curve_ks=[1, 10, 100, 500], draw=False)
     assert ex.limit == pytest.approx(2 * (1 - 300 / 500))
     ex.s_temp.value = 2.0
     ex.t_temp.value = 0.5
     want = float(uld_loss(s[None], t[None], student_temperature=2.0, teacher_temperature=0.5))
     assert ex.uld == pytest.approx(want, rel=1e-9)
     before = ex.uld_topk_plain
-    ex.k_slider.value = 200
+    ex.top_k_slider.value = 200
     qs, pt = torch.softmax(s / 2.0, -1), torch.softmax(t / 0.5, -1)
     assert ex.uld_topk_tail == pytest.approx(float(uld_topk_distance(qs, pt, 200)), rel=1e-9)
     assert ex.uld_topk_plain == pytest.approx(float(uld_topk_distance(qs, pt, 200, tail=False)), rel=1e-9)
     assert ex.uld_topk_plain > before and ex.uld_topk_tail <= ex.uld + 1e-12
     assert ex.err_tail <= ex.err_plain
     assert f"{ex.uld:.5f}" in ex.readout.value
-    assert "uldviz-topk" in ex.k_slider._dom_classes
+    assert "uldviz-topk" in ex.top_k_slider._dom_classes
     # the curve reaches the T -> infinity limit and goes to 0 as T -> 0
     vals = temperature_curve(s, t, [1e-3, 1e4])
     assert vals[0] < 1e-3 and vals[1] == pytest.approx(ex.limit, abs=1e-3)
@@ -212,9 +213,9 @@ def test_temperature_topk_explorer_matches_the_losses():
 def test_widgets_draw_without_error():
     ex = SinkhornExplorer([0.5, 0.3, 0.2], [0.6, 0.4], reg=0.1, curve_points=3, draw=True)
     ex.slider.value = 0.2
-    tt = TemperatureTopkExplorer([1.0, 0.0, -1.0], [2.0, 0.5, 0.0, -1.0], k=2, draw=True)
-    tt.k_slider.value = 3
-    assert tt.k == 3 and ex.reg == pytest.approx(0.2)
+    tt = TemperatureTopkExplorer([1.0, 0.0, -1.0], [2.0, 0.5, 0.0, -1.0], top_k=2, draw=True)
+    tt.top_k_slider.value = 3
+    assert tt.top_k == 3 and ex.reg == pytest.approx(0.2)
 
 
 # --------------------------------------------------------------------------- exercises

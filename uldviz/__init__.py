@@ -1,8 +1,9 @@
 """uldviz: an interactive teaching kit for the Universal Logit Distillation (ULD) loss.
 
-The maths lives in :mod:`uldviz.losses`, :mod:`uldviz.align` and :mod:`uldviz.ot` (no plotting);
-plots in :mod:`uldviz.plots`; widgets in :mod:`uldviz.widgets`; the distillation loop in
-:mod:`uldviz.distill`. Import submodules explicitly; this top level only re-exports the losses.
+The maths lives in :mod:`uldviz.losses`, :mod:`uldviz.align`, :mod:`uldviz.ot` and :mod:`uldviz.tokenization`
+(no plotting); plots in :mod:`uldviz.plots`; widgets in :mod:`uldviz.widgets`; the distillation loop in
+:mod:`uldviz.distill`. Import submodules explicitly; this top level only re-exports the losses, and needs only
+torch and numpy (the notebooks' packages are the ``[notebooks]`` extra).
 """
 
 from .losses import (
@@ -13,6 +14,7 @@ from .losses import (
     softmax_probs,
     uld_distance,
     uld_loss,
+    uld_reference,
     uld_topk_distance,
 )
 
@@ -30,5 +32,6 @@ __all__ = [
     "softmax_probs",
     "uld_distance",
     "uld_loss",
+    "uld_reference",
     "uld_topk_distance",
 ]

@@ -1,6 +1,7 @@
 """Command line: ``python -m uldviz <command> ...`` (also installed as ``uldviz``).
 
 Each command lives in its own module with a ``main(argv)`` function; this file only dispatches.
+The benchmark suite is not part of the package: run ``python benchmarks/bench.py`` from a checkout.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ COMMANDS = {
     "distill": ("uldviz.distill.cli", "train named distillation runs over several seeds (notebook 03), JSON out"),
     "protocol": ("uldviz.distill.cli:protocol_main",
                  "notebooks 03/04's experiment: grids on validation, 5 seeds, two regimes, test scores"),
-    "bench": ("uldviz.bench", "benchmark ULD against the floor, KL, the reference and exact OT"),
     "build-teacher": ("uldviz.teacher", "rebuild the shipped tokenizers and teacher checkpoint in data/"),
     # real models on 1..N GPUs with accelerate (docs/scale.md; needs the [scale] extra)
     "train": ("uldviz.scale.loop", "distil a causal-LM teacher into a causal-LM student (accelerate launch-able)"),

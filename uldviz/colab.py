@@ -48,8 +48,9 @@ if "google.colab" in sys.modules:
     REPO_URL = "{repo_url}"  # the same address as uldviz.REPO_URL (checked by the tests)
     if not os.path.isdir("/content/uldviz"):
         subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "/content/uldviz"], check=True)
-    # Colab's own torch and ipywidgets 7.7 already satisfy the kit: nothing is upgraded.
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/uldviz"],
+    # The kit with what the notebooks need ([notebooks], no JupyterLab); Colab's own torch and ipywidgets 7.7
+    # already satisfy it: nothing is upgraded.
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/uldviz[notebooks]"],
                           capture_output=True, text=True)
     print("uldviz installed" if done.returncode == 0 else "pip failed:\\n" + done.stderr[-1500:])
     sys.path.insert(0, "/content/uldviz")

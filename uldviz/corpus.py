@@ -76,7 +76,7 @@ def load_hf_dataset(name: str, split: str = "train", text_field: str = "text", m
             "load_hf_dataset needs the optional 'datasets' package (pip install datasets); "
             "offline, use uldviz.corpus.load_corpus() instead"
         ) from err
-    from .tokenization import HubUnavailableError, hub_is_offline
+    from .hub import HubUnavailableError, hub_is_offline
 
     if hub_is_offline():
         raise HubUnavailableError(

@@ -1,19 +1,30 @@
 """Distillation losses: KL on one vocabulary, and the Universal Logit Distillation (ULD) loss.
 
-Pure torch functions, no plotting. Every public function validates its input and raises a
-``ValueError``/``TypeError`` that names the problem instead of returning a silent NaN.
+Pure torch functions, no plotting; importing this module needs only torch and numpy. Every public
+function validates its input and raises a ``ValueError``/``TypeError`` that names the problem instead
+of returning a silent NaN (under ``torch.compile`` the checks on values raise a ``RuntimeError`` with
+the same message, through ``torch._assert_async``).
 
 Conventions (used across the kit):
+- argument order is (student, teacher), like torch's (input, target);
 - logits have shape ``(..., V)``: any leading "position" dimensions, the vocabulary last;
 - student and teacher logits passed to a loss are *already paired* position by position
-  (see :mod:`uldviz.align`), so their leading shapes must match, their vocabularies need not;
-- ``mask`` is a boolean tensor of the leading shape: ``True`` marks a position that counts.
+  (see :mod:`uldviz.align`), so their leading shapes must match, their vocabularies need not,
+  and they must lie on one device;
+- ``mask`` is a boolean tensor of the leading shape: ``True`` marks a position that counts;
+- ``reduction`` of the distribution losses (KL, ULD) in torch's words: ``'mean'`` (the default) is
+  the per-position sum over the vocabulary averaged over the (masked) positions, which torch's
+  ``F.kl_div`` calls ``'batchmean'`` (accepted here as a synonym); ``'sum'`` adds the positions;
+  ``'none'`` returns one value per position (masked ones 0). torch's own ``'mean'`` for ``kl_div``
+  (dividing by positions x vocabulary as well) is not offered: it is not a divergence per position;
+- ``top_k`` is the name of the top-k parameter everywhere.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,16 +39,23 @@ __all__ = [
     "naive_kl_div",
     "forced_kl_div",
     "sorted_padded",
+    "uld_reference",
     "uld_distance",
     "uld_topk_distance",
     "uld_loss",
     "cross_entropy",
     "ce_plus_uld",
+    "temperature_curve",
+    "large_temperature_limit",
     "PAPER_LAMBDA",
+    "REDUCTIONS",
 ]
 
 #: The weight of the ULD term in the paper (Boizard et al., 2024): loss = CE + 1.5 * ULD.
 PAPER_LAMBDA = 1.5
+
+#: The ``reduction`` values of the distribution losses; ``'batchmean'`` is torch's name for the kit's ``'mean'``.
+REDUCTIONS = ("mean", "batchmean", "sum", "none")
 
 
 # --------------------------------------------------------------------------- validation
@@ -55,6 +73,45 @@ def _as_float_tensor(x, name: str) -> torch.Tensor:
     return x
 
 
+def _require(ok: torch.Tensor, message: str) -> None:
+    """Raise ``ValueError(message)`` unless the boolean tensor ``ok`` is true.
+
+    Under ``torch.compile`` a Python ``if`` on a tensor's value would break the graph, so the check
+    becomes ``torch._assert_async``, which raises a ``RuntimeError`` with the same message.
+    """
+    if torch.compiler.is_compiling():
+        torch._assert_async(ok, message)
+    elif not bool(ok):
+        raise ValueError(message)
+
+
+def _check_shape(x: torch.Tensor, name: str) -> torch.Tensor:
+    """A vocabulary dimension of size > 0 and at least one position."""
+    if x.dim() == 0:
+        raise ValueError(f"{name} must have a vocabulary dimension, got a scalar")
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name} has a vocabulary of size 0: there is nothing to compare")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}): no positions to compare")
+    return x
+
+
+def _check_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Two tensors compared position by position must lie on one device; say which devices otherwise."""
+    if a.device != b.device:
+        raise ValueError(
+            f"{name_a} is on device {a.device} but {name_b} on device {b.device}: move both to one device "
+            f"first (for example {name_b}.to({name_a}.device))"
+        )
+
+
+def _as_pair(a, b, name_a: str, name_b: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both arguments as floating tensors on one device (checked before any value is read)."""
+    a, b = _as_float_tensor(a, name_a), _as_float_tensor(b, name_b)
+    _check_device(a, b, name_a, name_b)
+    return a, b
+
+
 def validate_logits(logits, name: str = "logits") -> torch.Tensor:
     """Check a logits tensor and return it as a floating tensor; raise a clear error otherwise.
 
@@ -62,20 +119,25 @@ def validate_logits(logits, name: str = "logits") -> torch.Tensor:
     NaN or +inf anywhere, and rows whose logits are all -inf (their softmax is undefined).
     -inf entries are allowed elsewhere: they mean probability exactly 0.
     """
-    x = _as_float_tensor(logits, name)
-    if x.dim() == 0:
-        raise ValueError(f"{name} must have a vocabulary dimension, got a scalar")
-    if x.shape[-1] == 0:
-        raise ValueError(f"{name} has a vocabulary of size 0: there is nothing to take a softmax over")
-    if x.numel() == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}): no positions to compare")
-    if torch.isnan(x).any():
-        raise ValueError(f"{name} contain NaN: the softmax (and so the loss) would be NaN")
-    if torch.isposinf(x).any():
-        raise ValueError(f"{name} contain +inf: the softmax would be NaN (inf - inf)")
-    if (x.amax(dim=-1) == float("-inf")).any():
-        raise ValueError(f"{name} has a row whose logits are all -inf: its softmax is undefined (0/0)")
+    x = _check_shape(_as_float_tensor(logits, name), name)
+    _require(~torch.isnan(x).any(), f"{name} contain NaN: the softmax (and so the loss) would be NaN")
+    _require(~torch.isposinf(x).any(), f"{name} contain +inf: the softmax would be NaN (inf - inf)")
+    _require((x.amax(dim=-1) > float("-inf")).all(),
+             f"{name} has a row whose logits are all -inf: its softmax is undefined (0/0)")
     return x
+
+
+def _checked_pair(a, b, check, name_a: str, name_b: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two tensors on one device, each passing ``check(x, name)``, paired position by position."""
+    a, b = _as_pair(a, b, name_a, name_b)
+    a, b = check(a, name_a), check(b, name_b)
+    _check_paired(a, b)
+    return a, b
+
+
+def _validate_pair(student_logits, teacher_logits) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student and teacher logits: one device, each valid, paired position by position."""
+    return _checked_pair(student_logits, teacher_logits, validate_logits, "student_logits", "teacher_logits")
 
 
 def check_positive(value, name: str) -> float:
@@ -110,7 +172,7 @@ def as_bool_mask(mask, name: str) -> torch.Tensor:
     """A mask as a boolean tensor; 0/1 integers are accepted, anything else is a TypeError naming ``name``."""
     m = torch.as_tensor(mask)
     if m.dtype != torch.bool:
-        if m.is_floating_point() or not torch.all((m == 0) | (m == 1)):
+        if m.is_floating_point() or not bool(torch.all((m == 0) | (m == 1))):
             raise TypeError(f"{name} must be boolean (or 0/1 integers), got dtype {m.dtype}")
         m = m.bool()
     return m
@@ -125,23 +187,29 @@ def _check_mask(mask, lead_shape: torch.Size, device) -> torch.Tensor | None:
         raise ValueError(
             f"mask has shape {tuple(m.shape)} but the logits' positions have shape {tuple(lead_shape)}"
         )
-    if not m.any():
-        raise ValueError("mask selects no position: the mean over positions would be 0/0")
+    _require(m.any(), "mask selects no position: the mean over positions would be 0/0")
     return m
 
 
+def _check_reduction(reduction) -> str:
+    """One of :data:`REDUCTIONS`, else a ValueError listing them."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r} "
+                         "('mean' = 'batchmean': the sum over the vocabulary averaged over positions)")
+    return reduction
+
+
 def _reduce(per_position: torch.Tensor, mask: torch.Tensor | None, reduction: str) -> torch.Tensor:
-    """Mean/sum over (masked) positions, or the per-position values with masked ones set to 0."""
+    """Mean ('batchmean') or sum over (masked) positions, or the per-position values with masked ones set to 0."""
+    _check_reduction(reduction)
     if mask is not None:
         per_position = per_position * mask.to(per_position.dtype)
     if reduction == "none":
         return per_position
     if reduction == "sum":
         return per_position.sum()
-    if reduction == "mean":
-        count = mask.sum() if mask is not None else per_position.numel()
-        return per_position.sum() / count
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    count = mask.sum() if mask is not None else per_position.numel()
+    return per_position.sum() / count
 
 
 def _check_paired(student: torch.Tensor, teacher: torch.Tensor) -> None:
@@ -165,12 +233,13 @@ def kl_divergence(
 ) -> torch.Tensor:
     r"""Ordinary distillation loss :math:`\mathrm{KL}(p_T \,\|\, p_S)` on ONE shared vocabulary.
 
-    Summed over the vocabulary, averaged over (masked) positions. Different vocabulary sizes
-    raise a ``ValueError`` that names both sizes: KL compares token i with token i, which only
-    means something when both models share the tokenizer. Use :func:`uld_loss` instead.
+    Summed over the vocabulary, averaged over (masked) positions (``reduction='mean'``, torch's
+    ``'batchmean'``; see the module's conventions). Different vocabulary sizes raise a ``ValueError``
+    that names both sizes: KL compares token i with token i, which only means something when both
+    models share the tokenizer. Use :func:`uld_loss` instead.
     """
-    s = validate_logits(student_logits, "student_logits")
-    t = validate_logits(teacher_logits, "teacher_logits")
+    _check_reduction(reduction)
+    s, t = _validate_pair(student_logits, teacher_logits)
     if s.shape[-1] != t.shape[-1]:
         raise ValueError(
             f"KL divergence needs one shared vocabulary, but the student has {s.shape[-1]} tokens and "
@@ -178,7 +247,6 @@ def kl_divergence(
             "with different tokenizers use the ULD loss (uldviz.losses.uld_loss), which needs no shared "
             "vocabulary."
         )
-    _check_paired(s, t)
     temp = check_positive(temperature, "temperature")
     m = _check_mask(mask, s.shape[:-1], s.device)
     dtype = torch.promote_types(_compute_dtype(s), _compute_dtype(t))
@@ -190,19 +258,21 @@ def kl_divergence(
     return _reduce(terms.sum(-1), m, reduction)
 
 
-def naive_kl_div(teacher_probs, student_probs) -> torch.Tensor:
-    """DEMO ONLY: exactly what naive code gets from ``F.kl_div(log q, p, reduction='sum')``.
+def naive_kl_div(student_probs, teacher_probs) -> torch.Tensor:
+    """DEMO ONLY: exactly what naive code gets from ``F.kl_div(log q, p, reduction='sum')``, q the student's.
 
-    No checks on purpose, so notebook 01 can show the real failure: +inf where the teacher has
+    No value checks on purpose, so notebook 01 can show the real failure: +inf where the teacher has
     mass on a token the student gives probability 0, NaN where both are 0 (0 * -inf), and a
-    broadcasting error from deep inside torch when the sizes differ.
+    broadcasting error from deep inside torch when the sizes differ. (Two devices are still refused
+    by name: that failure teaches nothing.)
     """
-    p = torch.as_tensor(teacher_probs, dtype=torch.float64)
     q = torch.as_tensor(student_probs, dtype=torch.float64)
+    p = torch.as_tensor(teacher_probs, dtype=torch.float64)
+    _check_device(q, p, "student_probs", "teacher_probs")
     return F.kl_div(q.log(), p, reduction="sum")
 
 
-def forced_kl_div(teacher_logits, student_logits, how: str = "truncate") -> torch.Tensor:
+def forced_kl_div(student_logits, teacher_logits, how: str = "truncate") -> torch.Tensor:
     """DEMO ONLY: KL after forcing two different vocabularies to one size, as naive code does.
 
     ``how='truncate'`` cuts the larger vocabulary to the smaller size (dropping tokens and their
@@ -210,8 +280,9 @@ def forced_kl_div(teacher_logits, student_logits, how: str = "truncate") -> torc
     Either way token i of the student is compared with token i of the teacher although they are
     unrelated strings: the number is finite and meaningless.
     """
-    t = validate_logits(teacher_logits, "teacher_logits").to(torch.float64)
-    s = validate_logits(student_logits, "student_logits").to(torch.float64)
+    s, t = _as_pair(student_logits, teacher_logits, "student_logits", "teacher_logits")
+    s = validate_logits(s, "student_logits").to(torch.float64)
+    t = validate_logits(t, "teacher_logits").to(torch.float64)
     n, m = t.shape[-1], s.shape[-1]
     if how == "truncate":
         k = min(n, m)
@@ -228,34 +299,44 @@ def forced_kl_div(teacher_logits, student_logits, how: str = "truncate") -> torc
 # --------------------------------------------------------------------------- ULD
 def _check_probs(x, name: str) -> torch.Tensor:
     """Probability vectors for the distance functions: finite, non-negative, non-empty."""
-    x = _as_float_tensor(x, name)
-    if x.dim() == 0:
-        raise ValueError(f"{name} must have a vocabulary dimension, got a scalar")
-    if x.shape[-1] == 0:
-        raise ValueError(f"{name} has a vocabulary of size 0")
-    if x.numel() == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contain NaN or inf: they are not probabilities")
-    if (x < 0).any():
-        raise ValueError(f"{name} contain negative values: they are not probabilities")
+    x = _check_shape(_as_float_tensor(x, name), name)
+    _require(torch.isfinite(x).all(), f"{name} contain NaN or inf: they are not probabilities")
+    _require((x >= 0).all(), f"{name} contain negative values: they are not probabilities")
     return x
 
 
+def _prob_pair(p, q) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two batches of probability vectors on one device, paired position by position."""
+    return _checked_pair(p, q, _check_probs, "p", "q")
+
+
 def sorted_padded(p, q) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Zero-pad the smaller vocabulary to :math:`N=\max(n,m)` and sort both descending.
+    r"""Zero-pad the smaller vocabulary to :math:`N=\max(n,m)` and sort both descending (stable: ties keep order).
 
     The two returned tensors have the same last size N; ULD is the L1 distance between them.
     Gradients flow through the sort to both inputs.
     """
-    p = _check_probs(p, "p")
-    q = _check_probs(q, "q")
-    _check_paired(p, q)
+    p, q = _prob_pair(p, q)
     n, m = p.shape[-1], q.shape[-1]
     big = max(n, m)
     p = F.pad(p, (0, big - n))
     q = F.pad(q, (0, big - m))
-    return torch.sort(p, dim=-1, descending=True).values, torch.sort(q, dim=-1, descending=True).values
+    return (torch.sort(p, dim=-1, descending=True, stable=True).values,
+            torch.sort(q, dim=-1, descending=True, stable=True).values)
+
+
+def uld_reference(p, q) -> torch.Tensor:
+    r"""THE reference ULD per position, written as the formula: pad, sort, L1 (:func:`sorted_padded`).
+
+    .. math:: \mathrm{ULD}(p, q) = \sum_{i=1}^{N}
+              |\mathrm{sort}\!\downarrow(\tilde p)_i - \mathrm{sort}\!\downarrow(\tilde q)_i|
+
+    Slow and memory-hungry (it materialises the padding and sorts with indices) but obviously right:
+    the tests, the benchmark and :mod:`uldviz.ot` compare the fast kernels and the OT solvers with it.
+    Gradients flow to both inputs through ``torch.sort``.
+    """
+    a, b = sorted_padded(p, q)
+    return (a - b).abs().sum(-1)
 
 
 def uld_distance(p, q) -> torch.Tensor:
@@ -265,48 +346,44 @@ def uld_distance(p, q) -> torch.Tensor:
     zero-padded. This equals N times the exact 1-Wasserstein distance between the two vectors'
     values seen as N points of mass 1/N on the real line (see :mod:`uldviz.ot`).
     """
-    p = _check_probs(p, "p")
-    q = _check_probs(q, "q")
-    _check_paired(p, q)
+    p, q = _prob_pair(p, q)
     dtype = torch.promote_types(p.dtype, q.dtype)
-    # Same value and gradient as (sorted_padded(p, q) difference).abs().sum(-1), without the padding
-    # and, on CPU, without torch.sort (see uldviz._sorted_l1 and benchmarks/RESULTS.md).
+    # Same value and gradient as uld_reference(p, q), without the padding and, on CPU, without
+    # torch.sort (see uldviz._sorted_l1 and benchmarks/RESULTS.md).
     return sorted_l1(p.to(dtype), q.to(dtype))
 
 
-def uld_topk_distance(p, q, k: int, *, tail: bool = True) -> torch.Tensor:
+def uld_topk_distance(p, q, top_k: int, *, tail: bool = True) -> torch.Tensor:
     r"""Top-k approximation of :func:`uld_distance`, per position.
 
-    Keeps the k largest probabilities of each side (the smaller vocabulary keeps all it has,
+    Keeps the ``top_k`` largest probabilities of each side (the smaller vocabulary keeps all it has,
     padded with zeros) and, with ``tail=True``, adds :math:`|\text{tail}_p - \text{tail}_q|`, the
     difference of the masses left out. By the triangle inequality the tail term never exceeds the
     true contribution of the left-out ranks, so the result is a lower bound of the full value,
-    exact when k >= both vocabularies. Measured error (reference notes, V = 32,000, k = 1,000):
+    exact when top_k >= both vocabularies. Measured error (reference notes, V = 32,000, top_k = 1,000):
     about 0.1 % mean, a few % worst case; without the tail term 10-50 % too low.
     """
-    p = _check_probs(p, "p")
-    q = _check_probs(q, "q")
-    _check_paired(p, q)
-    return _topk_distance(p, q, k, tail)
+    p, q = _prob_pair(p, q)
+    return _topk_distance(p, q, top_k, tail)
 
 
-def _topk_distance(p: torch.Tensor, q: torch.Tensor, k: int, tail: bool) -> torch.Tensor:
-    """:func:`uld_topk_distance` on already-checked probabilities: checks k, then computes."""
+def _topk_distance(p: torch.Tensor, q: torch.Tensor, top_k: int, tail: bool) -> torch.Tensor:
+    """:func:`uld_topk_distance` on already-checked probabilities: checks top_k, then computes."""
     n, m = p.shape[-1], q.shape[-1]
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
-    if k <= 0:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if k > max(n, m):
-        raise ValueError(f"k = {k} is larger than both vocabularies ({n} and {m})")
+    if isinstance(top_k, bool) or not isinstance(top_k, int):
+        raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
+    if top_k <= 0:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_k > max(n, m):
+        raise ValueError(f"top_k = {top_k} is larger than both vocabularies ({n} and {m})")
     dtype = torch.promote_types(p.dtype, q.dtype)
-    fast = sorted_l1_topk(p.to(dtype), q.to(dtype), k, tail)  # CPU numpy kernel; None elsewhere
+    fast = sorted_l1_topk(p.to(dtype), q.to(dtype), top_k, tail)  # CPU numpy kernel; None elsewhere
     if fast is not None:
         return fast
-    tp = torch.topk(p, min(k, n), dim=-1).values
-    tq = torch.topk(q, min(k, m), dim=-1).values
-    tp = F.pad(tp, (0, k - tp.shape[-1]))
-    tq = F.pad(tq, (0, k - tq.shape[-1]))
+    tp = torch.topk(p, min(top_k, n), dim=-1).values
+    tq = torch.topk(q, min(top_k, m), dim=-1).values
+    tp = F.pad(tp, (0, top_k - tp.shape[-1]))
+    tq = F.pad(tq, (0, top_k - tq.shape[-1]))
     head = (tp - tq).abs().sum(-1)
     if not tail:
         return head
@@ -330,13 +407,13 @@ def uld_loss(
     ``student_logits`` (..., Vs) and ``teacher_logits`` (..., Vt) share their leading shape;
     ``Vs`` and ``Vt`` may differ. Softmaxes use separate temperatures and run in float32 at least
     (float64 stays float64). The teacher is treated as a constant target (no gradient).
-    ``top_k`` switches to :func:`uld_topk_distance` with the tail-mass term. Batched over all
-    positions: no Python loop over samples or positions (on CPU the sort runs in numpy on blocks
-    of rows, see :mod:`uldviz._sorted_l1`).
+    ``top_k`` switches to :func:`uld_topk_distance` with the tail-mass term. ``reduction`` as in the
+    module's conventions ('mean' = torch's 'batchmean'). Batched over all positions: no Python loop
+    over samples or positions (on CPU the sort runs in numpy on blocks of rows, see
+    :mod:`uldviz._sorted_l1`); works under ``torch.func.grad`` and ``torch.compile(fullgraph=True)``.
     """
-    s = validate_logits(student_logits, "student_logits")
-    t = validate_logits(teacher_logits, "teacher_logits")
-    _check_paired(s, t)
+    _check_reduction(reduction)
+    s, t = _validate_pair(student_logits, teacher_logits)
     m = _check_mask(mask, s.shape[:-1], s.device)
     # The logits are validated above, so the softmaxes and the kernel skip re-checking them
     # (each check is a pass over a large tensor); same maths as softmax_probs/uld_distance.
@@ -393,6 +470,8 @@ def ce_plus_uld(ce: torch.Tensor, uld: torch.Tensor, lam: float = PAPER_LAMBDA) 
     lam = float(lam)
     if not (lam >= 0 and math.isfinite(lam)):
         raise ValueError(f"lam must be a finite number >= 0, got {lam}")
+    if isinstance(ce, torch.Tensor) and isinstance(uld, torch.Tensor):
+        _check_device(ce, uld, "ce", "uld")
     return ce + lam * uld
 
 
@@ -409,9 +488,11 @@ def uld_topk_from_teacher_topk(student_logits, teacher_topk_probs, teacher_tail,
     ``teacher_topk_probs`` (..., k) (any order; sorted here) and ``teacher_tail`` (...) share the student's leading
     shape; the teacher is a constant target. A student vocabulary smaller than k keeps all it has, zero-padded.
     """
-    s = validate_logits(student_logits, "student_logits")
-    top = _check_probs(teacher_topk_probs, "teacher_topk_probs").to(s.device)
-    tail = _as_float_tensor(teacher_tail, "teacher_tail").to(s.device)
+    s, top = _as_pair(student_logits, teacher_topk_probs, "student_logits", "teacher_topk_probs")
+    s = validate_logits(s, "student_logits")
+    top = _check_probs(top, "teacher_topk_probs")
+    tail = _as_float_tensor(teacher_tail, "teacher_tail")
+    _check_device(s, tail, "student_logits", "teacher_tail")
     if top.shape[:-1] != s.shape[:-1] or tail.shape != s.shape[:-1]:
         raise ValueError(
             f"teacher_topk_probs {tuple(top.shape)} and teacher_tail {tuple(tail.shape)} must have the student's "
@@ -428,3 +509,31 @@ def uld_topk_from_teacher_topk(student_logits, teacher_topk_probs, teacher_tail,
     head = (q_top - p_top).abs().sum(-1)
     per_pos = head + ((q.sum(-1) - q_top.sum(-1)) - tail.detach().to(dtype)).abs()
     return _reduce(per_pos, m, reduction)
+
+
+# --------------------------------------------------------------------------- temperature
+def large_temperature_limit(n: int, m: int) -> float:
+    r"""ULD between uniform distributions on n and m tokens, the :math:`T\to\infty` limit: :math:`2(1-\min/\max)`."""
+    small, big = sorted((int(n), int(m)))
+    if small < 1:
+        raise ValueError(f"vocabulary sizes must be >= 1, got {n} and {m}")
+    return 2.0 * (1.0 - small / big)
+
+
+def temperature_curve(student_logits, teacher_logits, temperatures) -> np.ndarray:
+    r"""ULD of one student/teacher pair at each temperature T (the same T on both sides), float64.
+
+    :math:`\mathrm{ULD}(\mathrm{softmax}(s/T), \mathrm{softmax}(t/T))` for 1-D logits, vectorised over
+    the temperatures; it tends to 0 as T -> 0 when both argmaxes are unique, and to
+    :func:`large_temperature_limit` as T -> infinity.
+    """
+    s, t = _as_pair(student_logits, teacher_logits, "student_logits", "teacher_logits")
+    s = validate_logits(s.to(torch.float64).reshape(-1), "student_logits")
+    t = validate_logits(t.to(torch.float64).reshape(-1), "teacher_logits")
+    temps = torch.as_tensor(np.asarray(temperatures, dtype=np.float64)).reshape(-1, 1)
+    if temps.numel() == 0 or not bool(((temps > 0) & torch.isfinite(temps)).all()):
+        raise ValueError("temperatures must be a non-empty list of finite numbers > 0")
+    with torch.no_grad():
+        q = torch.softmax(s.to(temps.device)[None, :] / temps, -1)
+        p = torch.softmax(t.to(temps.device)[None, :] / temps, -1)
+        return sorted_l1(q, p).cpu().numpy()

@@ -4,7 +4,7 @@
 - :func:`load_teacher` loads the teacher the kit ships in ``data/teacher`` (trained by
   ``python -m uldviz build-teacher``) with its tokenizer and its card (config, recorded score).
 - :func:`load_pretrained` loads any hub causal LM or a local ``save_pretrained`` directory; it
-  never hangs offline and raises :class:`~uldviz.tokenization.HubUnavailableError` instead.
+  never hangs offline and raises :class:`~uldviz.hub.HubUnavailableError` instead.
 
 Hub preset for Colab users with a GPU: :data:`HUB_TEACHER` and :data:`HUB_STUDENT`, two real
 pretrained models with different tokenizers (Pythia's GPT-NeoX BPE, vocabulary 50,277 in a
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .tokenization import HubUnavailableError, _check_name, _resolve_local_only, _unavailable, load_tokenizer
+from .hub import HubUnavailableError, check_name, resolve_local_only, unavailable_error
+from .tokenization import load_tokenizer
 
 __all__ = [
     "HUB_TEACHER",
@@ -114,21 +115,21 @@ def load_teacher(path=None, device=None):
 def load_pretrained(name_or_path, local_files_only: bool | None = None, device=None, dtype=None):
     """``(model, tokenizer)`` for a hub causal LM (e.g. :data:`HUB_TEACHER`) or a local ``save_pretrained`` dir.
 
-    Offline or unreachable hub (see :func:`uldviz.tokenization.hub_is_offline`) means cached files
+    Offline or unreachable hub (see :func:`uldviz.hub.hub_is_offline`) means cached files
     only; a model that cannot be loaded raises :class:`HubUnavailableError` that names it and points
     to :func:`load_teacher`. ``dtype`` (e.g. ``torch.float16``) and ``device`` are applied after loading.
     """
     from transformers import AutoModelForCausalLM
 
-    name = _check_name(name_or_path)
-    local_only = _resolve_local_only(name, local_files_only)
+    name = check_name(name_or_path)
+    local_only = resolve_local_only(name, local_files_only)
     tok = load_tokenizer(name, local_files_only=local_only)
     try:
         model = AutoModelForCausalLM.from_pretrained(name, local_files_only=local_only)
     except Exception as err:
         if Path(name).is_dir():
             raise ValueError(f"directory {name!r} does not hold a model saved with save_pretrained: {err}") from err
-        raise _unavailable("model", name, local_only, err, "uldviz.models.load_teacher()") from err
+        raise unavailable_error("model", name, local_only, err, "uldviz.models.load_teacher()") from err
     if dtype is not None:
         model.to(dtype=dtype)
     if device is not None:

@@ -1,6 +1,7 @@
 r"""Exact optimal transport with POT: the OT problem whose optimum *is* the ULD closed form.
 
-ULD sorts two probability vectors and sums absolute differences. That is an optimal-transport
+ULD sorts two probability vectors and sums absolute differences (the one reference implementation
+is :func:`uldviz.losses.uld_reference`; the solvers here are checked against it). That is an optimal-transport
 value in disguise: zero-pad ``p`` (n,) and ``q`` (m,) to :math:`N=\max(n,m)`, put N points of
 mass :math:`1/N` on the real line at the *values* :math:`\tilde p_i` and N at :math:`\tilde q_j`,
 and move one cloud onto the other at cost :math:`|\tilde p_i-\tilde q_j|`. Then
@@ -44,7 +45,6 @@ __all__ = [
     "check_cost_memory",
     "pad_to_common",
     "uld_ot_problem",
-    "uld_closed_form",
     "sorted_plan",
     "uld_emd",
     "uld_wasserstein_1d",
@@ -204,18 +204,6 @@ def pad_to_common(p, q):
         p = np.pad(p, width + [(0, big - n)])
         q = np.pad(q, width + [(0, big - m)])
     return p, q
-
-
-def uld_closed_form(p, q) -> np.ndarray:
-    r"""The ULD closed form in plain numpy: zero-pad, sort descending, sum :math:`|\tilde p_{(i)}-\tilde q_{(i)}|`.
-
-    The numpy twin of :func:`uldviz.losses.uld_distance` (torch), used for timing and by the
-    notebooks on numpy data. Leading dimensions are kept.
-    """
-    to_np = lambda x: x.detach().cpu().numpy() if _is_torch(x) else x
-    pp, qq = pad_to_common(to_np(p), to_np(q))
-    # Sorting both ascending pairs the same ranks as sorting both descending.
-    return np.abs(np.sort(pp, axis=-1) - np.sort(qq, axis=-1)).sum(-1)
 
 
 def sorted_plan(p, q) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Timing ULD's closed form against exact and entropic OT, and the results file ``data/bench_ot.json``.
+"""Timing ULD's closed form against exact and entropic OT, and the one OT timing file ``data/bench_ot.json``.
 
 - :func:`median_time` (fn, repeats, warmup) -> seconds per call: the median of several repeats
   after warm-up calls; very fast functions are looped so each repeat lasts long enough to measure.
@@ -6,7 +6,7 @@
   "skipped": [...]}}``: one random pair per size, sizes ascending; a size is skipped when the time
   predicted from the previous sizes would push that method over its budget.
 - :func:`fit_exponent` (sizes, seconds, min_n) -> k in t ~ N^k (least squares in log-log).
-- :func:`write_ot_scaling` is the entry the benchmark command (``python -m uldviz bench``) calls::
+- :func:`write_ot_scaling` is the entry the benchmark suite (``python benchmarks/bench.py``) calls::
 
       write_ot_scaling(path=None, sizes=DEFAULT_SIZES, *, methods=None, budget_s=120.0, reg=1e-2,
                        repeats=5, fit_min_n=1000, seed=0, progress=print) -> dict
@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from . import ot as uot
+from .losses import uld_reference
 
 __all__ = [
     "METHODS",
@@ -153,7 +154,7 @@ def time_ot_methods(
     """Time each method at each size (ascending); skip sizes that would push a method past ``budget_s``.
 
     Returns ``{method: {"label", "sizes", "seconds", "skipped"}}`` plus ``"sinkhorn_rel_error"``
-    (relative error of :func:`uldviz.ot.uld_sinkhorn` against the closed form at each timed size)
+    (relative error of :func:`uldviz.ot.uld_sinkhorn` against :func:`uldviz.losses.uld_reference` at each size)
     and ``"emd2_warnings"`` (POT warnings seen, which should be none).
     """
     sizes = sorted({int(n) for n in sizes})
@@ -170,7 +171,7 @@ def time_ot_methods(
     for n in sizes:
         p, q = random_pair(n, seed=seed + n)
         fns = method_functions(p, q, reg)
-        exact = float(uot.uld_closed_form(p, q))
+        exact = float(uld_reference(torch.from_numpy(p), torch.from_numpy(q)))
         for m in methods:
             rec = out[m]
             guess = _predict(rec["sizes"], rec["seconds"], n, m)

@@ -7,20 +7,20 @@ library and wrapped as ``transformers`` fast tokenizers, so offsets mappings wor
 code runs on hub tokenizers. The shipped pair lives in ``data/tokenizers/{teacher,student}``
 (rebuilt by ``python -m uldviz build-teacher``).
 
-Hub access never hangs: when ``HF_HUB_OFFLINE=1`` is set, or the hub's host cannot be reached
-within a couple of seconds, only locally cached files are used and a missing model raises
-:class:`HubUnavailableError` naming the model and the offline alternative.
+Hub access never hangs (see :mod:`uldviz.hub`): offline, only locally cached files are used and a
+missing tokenizer raises :class:`~uldviz.hub.HubUnavailableError` naming it and the offline alternative.
+The vocabulary helpers at the end (:func:`tokenizer_kind`, :func:`surface_vocab_by_id`, :func:`cut_points`,
+:func:`shared_cuts`, :func:`vocab_overlap`) are the maths behind notebook 01's token widgets.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
-import socket
-import threading
 from pathlib import Path
-from urllib.parse import urlparse
+
+# Re-exported: callers catch hub errors from here as well.
+from .hub import HubUnavailableError, check_name, hub_is_offline, resolve_local_only, unavailable_error
 
 __all__ = [
     "TEACHER_VOCAB_SIZE",
@@ -36,6 +36,10 @@ __all__ = [
     "token_spans",
     "normalized_token",
     "vocab_overlap",
+    "tokenizer_kind",
+    "surface_vocab_by_id",
+    "cut_points",
+    "shared_cuts",
 ]
 
 #: Vocabulary size of the shipped teacher tokenizer (byte-level BPE).
@@ -50,10 +54,6 @@ UNIGRAM_UNK, UNIGRAM_EOS, UNIGRAM_PAD = "<unk>", "</s>", "<pad>"
 
 #: Extra characters the Unigram student always knows (so 'café — naïve' has no <unk>), besides the corpus's own.
 _EXTRA_ALPHABET = sorted(set("àáâäãåæçèéêëìíîïñòóôöõøœùúûüýÿßÀÁÂÄÇÈÉÊËÎÏÑÒÓÔÖØŒÙÚÛÜ—–‘’“”…°€£§«»·×÷"))
-
-
-class HubUnavailableError(OSError):
-    """The Hugging Face Hub cannot provide a model or tokenizer (offline, unreachable or unknown name)."""
 
 
 # --------------------------------------------------------------------------- training
@@ -194,82 +194,16 @@ def offline_tokenizers():
     return load_tokenizer(_tokenizer_dir("teacher")), load_tokenizer(_tokenizer_dir("student"))
 
 
-def _env_true(name: str) -> bool:
-    """True when environment variable ``name`` is set to 1/true/yes/on."""
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-@functools.lru_cache(maxsize=4)
-def _host_reachable(host: str, port: int, timeout: float) -> bool:
-    """Whether a TCP connection to host:port opens within ``timeout`` seconds (DNS included; cached per process)."""
-    result = []
-
-    def probe():
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout + 0.5)  # getaddrinfo ignores socket timeouts: never wait longer than this
-    return bool(result and result[0])
-
-
-def hub_is_offline(timeout: float = 2.0) -> bool:
-    """True when ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set or the hub does not answer within ``timeout`` s."""
-    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
-        return True
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host = url.hostname or "huggingface.co"
-    port = url.port or (443 if url.scheme != "http" else 80)
-    return not _host_reachable(host, port, float(timeout))
-
-
-def _resolve_local_only(name_or_path, local_files_only: bool | None) -> bool:
-    """Local directories never touch the network; otherwise ``None`` means 'only if the hub is offline'."""
-    if Path(str(name_or_path)).is_dir():
-        return True
-    if local_files_only is None:
-        return hub_is_offline()
-    return bool(local_files_only)
-
-
-def _check_name(name_or_path) -> str:
-    """Accept a non-empty str or path as a model name; clear TypeError/ValueError otherwise."""
-    if isinstance(name_or_path, os.PathLike):
-        name_or_path = os.fspath(name_or_path)
-    if not isinstance(name_or_path, str):
-        raise TypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
-    if not name_or_path.strip():
-        raise ValueError("name_or_path is empty: give a hub name such as 'gpt2' or a local directory")
-    return name_or_path
-
-
-def _unavailable(what: str, name: str, local_only: bool, err: Exception, fallback: str) -> HubUnavailableError:
-    """The error raised when a hub name cannot be loaded: what, why, and the offline alternative."""
-    why = (
-        "the Hugging Face Hub is offline or unreachable here and it is not in the local cache"
-        if local_only
-        else "it could not be downloaded (unknown name, no network, or a private model)"
-    )
-    return HubUnavailableError(
-        f"cannot load {what} {name!r}: {why}. Offline, use {fallback} instead. (cause: {type(err).__name__}: "
-        f"{str(err).splitlines()[0] if str(err) else ''})"
-    )
-
-
 def load_tokenizer(name_or_path, local_files_only: bool | None = None):
     """A fast tokenizer from a hub name or a local ``save_pretrained`` directory, via ``AutoTokenizer``.
 
-    Hub names only hit the network when it answers (see :func:`hub_is_offline`); a name that cannot
+    Hub names only hit the network when it answers (see :func:`uldviz.hub.hub_is_offline`); a name that cannot
     be loaded raises :class:`HubUnavailableError` quickly. A pad token is set (to eos) when missing.
     """
     from transformers import AutoTokenizer
 
-    name = _check_name(name_or_path)
-    local_only = _resolve_local_only(name, local_files_only)
+    name = check_name(name_or_path)
+    local_only = resolve_local_only(name, local_files_only)
     if Path(name).exists() and not Path(name).is_dir():
         raise ValueError(f"{name!r} is a file; give the directory that save_pretrained wrote")
     try:
@@ -277,7 +211,7 @@ def load_tokenizer(name_or_path, local_files_only: bool | None = None):
     except Exception as err:  # transformers raises OSError/ValueError/HTTP errors for missing models
         if Path(name).is_dir():
             raise ValueError(f"directory {name!r} does not hold a tokenizer saved with save_pretrained: {err}") from err
-        raise _unavailable("tokenizer", name, local_only, err, "uldviz.tokenization.offline_tokenizers()") from err
+        raise unavailable_error("tokenizer", name, local_only, err, "uldviz.tokenization.offline_tokenizers()") from err
     if not getattr(tok, "is_fast", False):
         raise TypeError(f"tokenizer {name!r} is not a fast tokenizer, so it has no offsets mapping")
     if tok.pad_token is None and tok.eos_token is not None:
@@ -365,3 +299,29 @@ def vocab_overlap(tok_a, tok_b) -> dict:
         raise ValueError("a tokenizer has an empty vocabulary (apart from special tokens)")
     inter, union = len(a & b), len(a | b)
     return {"size_a": len(a), "size_b": len(b), "intersection": inter, "union": union, "iou": inter / union}
+
+
+def tokenizer_kind(tok) -> str:
+    """The tokenization algorithm of a fast tokenizer's backend model: 'BPE', 'Unigram', 'WordPiece', ..."""
+    try:
+        return type(tok.backend_tokenizer.model).__name__
+    except AttributeError:
+        return type(tok).__name__
+
+
+def surface_vocab_by_id(tok) -> list[str]:
+    """Every token id's surface string, in id order ('Ġthe' and '▁the' both become ' the'; '' for unused ids)."""
+    byte_level = _is_byte_level(tok)
+    inv = {i: t for t, i in tok.get_vocab().items()}
+    return [normalized_token(inv[i], byte_level) if i in inv else "" for i in range(len(tok))]
+
+
+def cut_points(spans) -> set[int]:
+    """Character offsets where a tokenization ends a token (its cut points), from ``(token, (start, end))`` spans."""
+    return {int(end) for _, (_, end) in spans}
+
+
+def shared_cuts(spans_a, spans_b) -> tuple[int, int]:
+    """(cut points both tokenizations share, cut points of either): how well their positions line up."""
+    a, b = cut_points(spans_a), cut_points(spans_b)
+    return len(a & b), len(a | b)

@@ -150,7 +150,7 @@ def aligned_kl(teacher, student) -> torch.Tensor:
     a label both give probability 0 contributes :math:`0\cdot(-\infty)=\mathrm{NaN}` in torch.
     """
     p, q = aligned_probs(teacher, student)
-    return naive_kl_div(p, q)
+    return naive_kl_div(q, p)
 
 
 # --------------------------------------------------------------------------- patch (a): ε-smoothing
@@ -240,7 +240,7 @@ def blind_id_kl(teacher, student) -> float:
     qv = torch.tensor(list(q.values()), dtype=torch.float64)
     if (pv[: len(qv)] <= 0).all() or (qv[: len(pv)] <= 0).all():
         raise ValueError("one side has no probability on the ids both vocabularies have: cannot renormalise")
-    return _clip_rounding(float(forced_kl_div(pv.log(), qv.log(), how="truncate")))
+    return _clip_rounding(float(forced_kl_div(qv.log(), pv.log(), how="truncate")))
 
 
 def blind_id_agreement(vocab_a: Sequence[str], vocab_b: Sequence[str]) -> dict:

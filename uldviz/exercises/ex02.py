@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import ot as uot
-from ..losses import uld_distance
+from ..losses import temperature_curve, uld_distance
 from ._core import Feedback, as_number
 
 __all__ = [
@@ -124,9 +124,7 @@ def exercise3_logits() -> tuple[np.ndarray, np.ndarray]:
 
 def _uld_at(temps) -> np.ndarray:
     """ULD of exercise 3's logits at each temperature (same T on both sides)."""
-    s, t = (torch.from_numpy(x) for x in exercise3_logits())
-    temps = torch.as_tensor(np.asarray(temps, dtype=np.float64))[:, None]
-    return uld_distance(torch.softmax(s / temps, -1), torch.softmax(t / temps, -1)).numpy()
+    return temperature_curve(*exercise3_logits(), temps)
 
 
 def check_peak_temperature(T) -> Feedback:

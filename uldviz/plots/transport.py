@@ -257,24 +257,24 @@ def plot_topk_error(ks, rel_err_tail, rel_err_plain, *, current: int | None = No
     return fig
 
 
-def plot_blind_spot(p_teacher, q_student, k: int = 15):
+def plot_blind_spot(p_teacher, q_student, top_k: int = 15):
     """The permutation blind spot: the same sorted profile (left) but different tokens on top (right)."""
     p, q = _np(p_teacher), _np(q_student)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    axes[0].plot(np.sort(p)[::-1][:k], "o-", label="teacher, sorted ↓")
-    axes[0].plot(np.sort(q)[::-1][:k], "x--", label="student, sorted ↓")
+    axes[0].plot(np.sort(p)[::-1][:top_k], "o-", label="teacher, sorted ↓")
+    axes[0].plot(np.sort(q)[::-1][:top_k], "x--", label="student, sorted ↓")
     axes[0].set_title("what ULD sees: identical sorted vectors")
     axes[0].set_xlabel("rank")
     axes[0].legend(fontsize=8)
-    top = np.argsort(-p)[:k]
-    x = np.arange(k)
+    top = np.argsort(-p)[:top_k]
+    x = np.arange(top_k)
     axes[1].bar(x - 0.2, p[top], width=0.4, label="teacher", color=TEACHER_COLOUR)
     axes[1].bar(x + 0.2, q[top], width=0.4, label="student", color=STUDENT_COLOUR)
     axes[1].set_xticks(x)
     axes[1].set_xticklabels([str(t) for t in top], rotation=90, fontsize=7)
     axes[1].set_xlabel("token id (teacher's top tokens)")
     axes[1].set_title(f"what it misses: the student puts {q[top].sum():.3f} (teacher: {p[top].sum():.3f})\n"
-                      f"of its mass on the teacher's top {k} tokens", fontsize=10)
+                      f"of its mass on the teacher's top {top_k} tokens", fontsize=10)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -2,25 +2,32 @@
 
 Shows the two mismatches of cross-tokenizer distillation: the vocabularies (sizes, overlap of
 their token strings) and the positions (how many tokens each makes of the same text, and where
-both cut it). Also :func:`load_tokenizer_pair`, the notebook's hub-or-offline switch. Works with
-ipywidgets 7.7 and 8; the last numbers are kept as attributes so tests can drive it.
+both cut it); the counting is done by :mod:`uldviz.tokenization`. Also :func:`load_tokenizer_pair`,
+the notebook's hub-or-offline switch. Works with ipywidgets 7.7 and 8; the last numbers are kept as
+attributes so tests can drive it.
 """
 
 from __future__ import annotations
 
 import html
-import json
 
 import ipywidgets as widgets
 from IPython.display import display
 
+from ..hub import HubUnavailableError
+from ..tokenization import (
+    load_hub_tokenizers,
+    offline_tokenizers,
+    shared_cuts,
+    surface_vocab_by_id,  # noqa: F401 - moved to uldviz.tokenization; kept importable for notebook 01
+    token_spans,
+    tokenizer_kind,
+    vocab_overlap,
+)
+
 __all__ = [
     "DEFAULT_SENTENCES",
     "load_tokenizer_pair",
-    "tokenizer_kind",
-    "surface_vocab_by_id",
-    "cut_points",
-    "shared_cuts",
     "chips_html",
     "TokenChips",
 ]
@@ -39,11 +46,10 @@ def load_tokenizer_pair(use_hub: bool = False, teacher_name: str = "gpt2", stude
                         *, verbose: bool = True):
     """(teacher, student, source): the two hub tokenizers if asked for and loadable, else the offline pair.
 
-    When the hub cannot provide them the :class:`uldviz.tokenization.HubUnavailableError` message
+    When the hub cannot provide them the :class:`uldviz.hub.HubUnavailableError` message
     is printed (with ``verbose``) and the kit's offline byte-level BPE / Unigram pair is used.
     ``source`` says which pair you got.
     """
-    from ..tokenization import HubUnavailableError, load_hub_tokenizers, offline_tokenizers
 
     if use_hub:
         try:
@@ -54,43 +60,6 @@ def load_tokenizer_pair(use_hub: bool = False, teacher_name: str = "gpt2", stude
                 print(f"Hub tokenizers unavailable -> {exc}\nFalling back to the offline pair.")
     teacher, student = offline_tokenizers()
     return teacher, student, "offline: the kit's byte-level BPE (teacher) / Unigram (student)"
-
-
-def tokenizer_kind(tok) -> str:
-    """The tokenization algorithm of a fast tokenizer's backend model: 'BPE', 'Unigram', 'WordPiece', ..."""
-    try:
-        return type(tok.backend_tokenizer.model).__name__
-    except AttributeError:
-        return type(tok).__name__
-
-
-def _is_byte_level(tok) -> bool:
-    """Whether the tokenizer writes bytes as GPT-2 style symbols ('Ġ' for a space)."""
-    try:
-        spec = json.loads(tok.backend_tokenizer.to_str())
-    except (AttributeError, ValueError):
-        return False
-    return "ByteLevel" in json.dumps([spec.get("pre_tokenizer"), spec.get("decoder")])
-
-
-def surface_vocab_by_id(tok) -> list[str]:
-    """Every token id's surface string, in id order ('Ġthe' and '▁the' both become ' the')."""
-    from ..tokenization import normalized_token
-
-    byte_level = _is_byte_level(tok)
-    inv = {i: t for t, i in tok.get_vocab().items()}
-    return [normalized_token(inv[i], byte_level) if i in inv else "" for i in range(len(tok))]
-
-
-def cut_points(spans) -> set[int]:
-    """Character offsets where a tokenization ends a token (its cut points), from ``(token, (start, end))`` spans."""
-    return {int(end) for _, (_, end) in spans}
-
-
-def shared_cuts(spans_a, spans_b) -> tuple[int, int]:
-    """(cut points both tokenizations share, cut points of either): how well their positions line up."""
-    a, b = cut_points(spans_a), cut_points(spans_b)
-    return len(a & b), len(a | b)
 
 
 def _visible(s: str) -> str:
@@ -135,8 +104,6 @@ class TokenChips:
     """
 
     def __init__(self, teacher_tok, student_tok, text: str = DEFAULT_SENTENCES[0], *, names=("teacher", "student")):
-        from ..tokenization import vocab_overlap
-
         self.toks = (teacher_tok, student_tok)
         self.names = tuple(f"{n} ({tokenizer_kind(t)}, {len(t):,} tokens)" for n, t in zip(names, self.toks))
         self.overlap = vocab_overlap(teacher_tok, student_tok)
@@ -155,8 +122,6 @@ class TokenChips:
 
     def update(self) -> None:
         """Re-tokenize the text box's content and refresh chips and statistics (empty text shows a hint)."""
-        from ..tokenization import token_spans
-
         text = self.text.value
         ov = self.overlap
         vocab_line = (

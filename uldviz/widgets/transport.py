@@ -17,10 +17,10 @@ import torch
 from IPython.display import display
 
 from .. import ot as uot
-from ..losses import softmax_probs, uld_distance, uld_topk_distance
+from ..losses import large_temperature_limit, softmax_probs, temperature_curve, uld_distance, uld_topk_distance
 from ..plots import transport as tplots
 
-__all__ = ["SinkhornExplorer", "TemperatureTopkExplorer", "temperature_curve", "large_temperature_limit"]
+__all__ = ["SinkhornExplorer", "TemperatureTopkExplorer"]
 
 
 def _show(out: W.Output, fig) -> None:
@@ -101,31 +101,16 @@ class SinkhornExplorer:
             _show(self.out, fig)
 
 
-def large_temperature_limit(n: int, m: int) -> float:
-    """ULD between two uniform distributions on n and m tokens: 2 (1 − min/max), the T → ∞ limit."""
-    small, big = sorted((int(n), int(m)))
-    return 2.0 * (1.0 - small / big)
-
-
-def temperature_curve(student_logits, teacher_logits, temps) -> np.ndarray:
-    """ULD at each temperature (the same T on both sides), vectorised over the temperatures."""
-    s = torch.as_tensor(student_logits, dtype=torch.float64)
-    t = torch.as_tensor(teacher_logits, dtype=torch.float64)
-    temps = torch.as_tensor(np.asarray(temps, dtype=np.float64))[:, None]
-    q = torch.softmax(s[None, :] / temps, -1)
-    p = torch.softmax(t[None, :] / temps, -1)
-    return uld_distance(q, p).numpy()
-
-
 class TemperatureTopkExplorer:
-    """Sliders for the student/teacher temperatures and for k in top-k ULD, with their effect on the value.
+    """Sliders for the student/teacher temperatures and for top_k in top-k ULD, with their effect on the value.
 
-    Attributes after each update: ``student_temperature``, ``teacher_temperature``, ``k``, ``uld``
+    The curves come from :func:`uldviz.losses.temperature_curve` and :func:`uldviz.losses.uld_topk_distance`.
+    Attributes after each update: ``student_temperature``, ``teacher_temperature``, ``top_k``, ``uld``
     (full value), ``uld_topk_tail`` / ``uld_topk_plain`` (with / without the tail term) and their
     relative errors ``err_tail`` / ``err_plain``; ``limit`` is the T → ∞ value 2(1 − m/n).
     """
 
-    def __init__(self, student_logits, teacher_logits, *, temperature: float = 1.0, k: int = 100,
+    def __init__(self, student_logits, teacher_logits, *, temperature: float = 1.0, top_k: int = 100,
                  curve_temps=None, curve_ks=None, draw: bool = True):
         """Take 1-D student and teacher logits (vocabulary sizes may differ); precompute the curves once."""
         self.s = torch.as_tensor(student_logits, dtype=torch.float64).reshape(-1)
@@ -143,17 +128,17 @@ class TemperatureTopkExplorer:
                                        description="student T", continuous_update=False, readout_format=".3g")
         self.t_temp = W.FloatLogSlider(value=temperature, base=10, min=-1.5, max=3, step=0.05,
                                        description="teacher T", continuous_update=False, readout_format=".3g")
-        self.k_slider = W.IntSlider(value=min(k, big), min=1, max=big, description="top-k",
+        self.top_k_slider = W.IntSlider(value=min(top_k, big), min=1, max=big, description="top-k",
                                     continuous_update=False)
         self.s_temp.add_class("uldviz-student-temperature")
         self.t_temp.add_class("uldviz-teacher-temperature")
-        self.k_slider.add_class("uldviz-topk")
+        self.top_k_slider.add_class("uldviz-topk")
         self.readout = W.HTML()
         self.readout.add_class("uldviz-temperature-values")
         self.out = W.Output()
-        self.widget = W.VBox([W.HBox([self.s_temp, self.t_temp]), self.k_slider, self.readout, self.out])
+        self.widget = W.VBox([W.HBox([self.s_temp, self.t_temp]), self.top_k_slider, self.readout, self.out])
         self.widget.add_class("uldviz-temperature-topk")
-        for w in (self.s_temp, self.t_temp, self.k_slider):
+        for w in (self.s_temp, self.t_temp, self.top_k_slider):
             w.observe(self.update, names="value")
         self.update()
 
@@ -172,18 +157,18 @@ class TemperatureTopkExplorer:
         """Recompute the values at the sliders' temperatures and k, and redraw."""
         self.student_temperature = float(self.s_temp.value)
         self.teacher_temperature = float(self.t_temp.value)
-        self.k = int(self.k_slider.value)
+        self.top_k = int(self.top_k_slider.value)
         q = softmax_probs(self.s, self.student_temperature)
         p = softmax_probs(self.t, self.teacher_temperature)
         self.uld = float(uld_distance(q, p))
-        self.uld_topk_tail = float(uld_topk_distance(q, p, self.k, tail=True))
-        self.uld_topk_plain = float(uld_topk_distance(q, p, self.k, tail=False))
+        self.uld_topk_tail = float(uld_topk_distance(q, p, self.top_k, tail=True))
+        self.uld_topk_plain = float(uld_topk_distance(q, p, self.top_k, tail=False))
         denom = self.uld if self.uld > 0 else float("nan")
         self.err_tail = abs(self.uld - self.uld_topk_tail) / denom
         self.err_plain = abs(self.uld - self.uld_topk_plain) / denom
         self.readout.value = (
-            f"ULD = <b>{self.uld:.5f}</b> &nbsp; top-{self.k} + tail = <b>{self.uld_topk_tail:.5f}</b> "
-            f"({100 * self.err_tail:.2f} % off) &nbsp; top-{self.k} truncated = <b>{self.uld_topk_plain:.5f}</b> "
+            f"ULD = <b>{self.uld:.5f}</b> &nbsp; top-{self.top_k} + tail = <b>{self.uld_topk_tail:.5f}</b> "
+            f"({100 * self.err_tail:.2f} % off) &nbsp; top-{self.top_k} truncated = <b>{self.uld_topk_plain:.5f}</b> "
             f"({100 * self.err_plain:.2f} % off) &nbsp; T→∞ limit = {self.limit:.4f}"
         )
         if self.draw:
@@ -194,7 +179,7 @@ class TemperatureTopkExplorer:
             )
             if self.uld > 0:
                 e_tail, e_plain = self._errors_over_k(p, q)
-                fig2 = tplots.plot_topk_error(self.curve_ks, e_tail, e_plain, current=self.k)
+                fig2 = tplots.plot_topk_error(self.curve_ks, e_tail, e_plain, current=self.top_k)
             else:
                 fig2 = None
             with self.out:

@@ -1,20 +1,24 @@
-"""``python -m uldviz bench``: how fast, how exact and how memory-hungry the kit's ULD loss is.
+"""``python benchmarks/bench.py``: how fast, how exact and how memory-hungry the kit's ULD loss is.
 
-One run measures, side by side (so ratios hold on a noisy, shared machine):
+Not part of the installed package: run it from a checkout (it puts the checkout's ``uldviz`` first on
+the path). One run measures, side by side (so ratios hold on a noisy, shared machine):
 
 1. ULD forward + backward on a batch of positions (student logits require grad), float32 on CPU
    (and bf16 on CUDA when present), against
    - the FLOOR: the two softmaxes plus one ``torch.sort`` of each side's probabilities (no grad),
-   - ``plain``: the straightforward vectorised torch version (zero-pad, ``torch.sort``, L1),
-   - the REFERENCE: the paper's code structure, a Python loop over samples, each truncated to the
-     shorter answer (also at batch 8 x 512),
+   - ``plain``: the kit's one reference, :func:`uldviz.losses.uld_reference` (zero-pad, ``torch.sort``,
+     L1) after the softmaxes,
+   - the per-sample loop: the paper's code structure, a Python loop over samples, each truncated to
+     the shorter answer, each computed by the reference (also at batch 8 x 512),
    - KL on one shared vocabulary of the student's size (:func:`uldviz.losses.kl_divergence`),
    - top-k ULD with the tail term at k = 100 and 1,000, with its relative error against the full value;
-   and checks that the kit's value and gradient equal the plain ones.
-2. Exact/entropic OT scaling over N (:func:`uldviz.timing.write_ot_scaling`, ``data/bench_ot.json``).
+   and checks that the kit's value and gradient equal the reference's.
+2. Exact/entropic OT scaling over N (:func:`uldviz.timing.write_ot_scaling`, the one OT timing file
+   ``data/bench_ot.json`` that notebook 02 reads).
 3. Peak memory of each variant as a multiple of the student logits' size, measured in a fresh
    subprocess (see :func:`memory_probe`).
-4. The distillation step of notebook 03's default ULD run: steps/s and the share spent in ULD.
+4. The distillation step of notebook 03's default ULD run: steps/s and the share spent in the
+   distillation term, timed through the training core's API (the term is a parameter of the loop).
 
 Results go to JSON (``--out``, default ``benchmarks/results.json``) and a Markdown table next to it
 (``RESULTS.md``). ``--quick`` runs tiny sizes in seconds (for the tests). Timings on a shared machine
@@ -38,9 +42,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from . import losses as L
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout: benchmark the kit next to this folder
+    sys.path.insert(0, str(ROOT))
+
+from uldviz import _sorted_l1 as K  # noqa: E402
+from uldviz import losses as L  # noqa: E402
 
 __all__ = [
     "plain_uld_loss",
@@ -59,8 +67,9 @@ __all__ = [
     "main",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
+#: How the benchmark is started (recorded with every run and printed in RESULTS.md).
+COMMAND = "python benchmarks/bench.py"
 
 #: Sizes of the full run and of ``--quick`` (vocabularies: student, teacher).
 FULL = dict(positions=512, vocabs=[(32000, 32000), (50257, 50257), (32000, 50257)], batch=8,
@@ -72,37 +81,24 @@ QUICK = dict(positions=16, vocabs=[(500, 500), (400, 700)], batch=2, batch_vocab
 
 # --------------------------------------------------------------------------- the implementations compared
 def plain_uld_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Straightforward vectorised ULD: float32 softmaxes, zero-pad, ``torch.sort`` both, L1, mean."""
+    """The reference ULD loss: float32 softmaxes, then :func:`uldviz.losses.uld_reference`, mean over positions."""
     q = torch.softmax(student_logits.float(), dim=-1)
     with torch.no_grad():
         p = torch.softmax(teacher_logits.float(), dim=-1)
-    n = max(p.shape[-1], q.shape[-1])
-    q = F.pad(q, (0, n - q.shape[-1])).sort(dim=-1, descending=True).values
-    p = F.pad(p, (0, n - p.shape[-1])).sort(dim=-1, descending=True).values
-    return (q - p).abs().sum(-1).mean()
+    return L.uld_reference(q, p).mean()
 
 
 def reference_uld_loss(student_logits, teacher_logits, student_sizes, teacher_sizes) -> torch.Tensor:
     """The paper's code structure: a Python loop over samples, each truncated to the shorter answer.
 
     ``student_logits`` (B, Ps, Vs), ``teacher_logits`` (B, Pt, Vt); sample i uses its first
-    ``min(student_sizes[i], teacher_sizes[i])`` answer positions. Per sample: softmaxes, zero-pad the
-    smaller vocabulary, ``torch.sort`` both, L1 over the vocabulary, mean over positions; then the
-    mean over samples.
+    ``min(student_sizes[i], teacher_sizes[i])`` answer positions: :func:`plain_uld_loss` on them;
+    then the mean over samples.
     """
     per_sample = []
     for i in range(student_logits.shape[0]):
         size = min(int(student_sizes[i]), int(teacher_sizes[i]))
-        q = torch.softmax(student_logits[i, :size].float(), dim=-1)
-        p = torch.softmax(teacher_logits[i, :size].float(), dim=-1).detach()
-        gap = q.shape[-1] - p.shape[-1]
-        if gap > 0:
-            p = F.pad(p, (0, gap))
-        elif gap < 0:
-            q = F.pad(q, (0, -gap))
-        qs = q.sort(dim=-1, descending=True).values
-        ps = p.sort(dim=-1, descending=True).values
-        per_sample.append((qs - ps).abs().sum(-1).mean())
+        per_sample.append(plain_uld_loss(student_logits[i, :size], teacher_logits[i, :size]))
     return torch.stack(per_sample).mean()
 
 
@@ -251,8 +247,6 @@ def bench_profile(positions: int, vocab: int, repeats: int) -> dict:
     likewise for comparison), the kernel's forward and forward + backward on
     probabilities, and the full ``uld_loss`` forward + backward (both sides' checks and softmaxes).
     """
-    from . import _sorted_l1 as K
-
     s = _logits((positions,), vocab, torch.device("cpu"), torch.float32, 0, requires_grad=True)
     t = _logits((positions,), vocab, torch.device("cpu"), torch.float32, 1)
     q = torch.softmax(s.detach(), dim=-1)
@@ -377,7 +371,8 @@ def memory_probe(variants, positions: int, vs: int, vt: int, device: str = "cpu"
 def bench_memory(positions: int, vs: int, vt: int, device: str = "cpu", variants=MEMORY_VARIANTS,
                  timeout: float = 900) -> dict:
     """Run :func:`memory_probe` in a fresh Python process (so earlier allocations do not blur it)."""
-    code = ("import json, sys; from uldviz.bench import memory_probe; "
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+            "from bench import memory_probe; "
             f"print('RESULT' + json.dumps(memory_probe({list(variants)!r}, {positions}, {vs}, {vt}, {device!r})))")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
@@ -392,7 +387,7 @@ def bench_memory(positions: int, vs: int, vt: int, device: str = "cpu", variants
 # --------------------------------------------------------------------------- OT scaling
 def bench_ot(sizes, budget_s: float, path: Path | None) -> dict:
     """Exact/entropic OT scaling via :func:`uldviz.timing.write_ot_scaling` (writes ``path``)."""
-    from .timing import write_ot_scaling
+    from uldviz.timing import write_ot_scaling
 
     doc = write_ot_scaling(path, sizes, budget_s=budget_s, progress=None)
     return {
@@ -409,82 +404,54 @@ def bench_ot(sizes, budget_s: float, path: Path | None) -> dict:
 
 # --------------------------------------------------------------------------- the distillation step
 def bench_distill(steps: int = 25, skip: int = 5, quick: bool = False) -> dict:
-    """Steps/s of notebook 03's default ULD run (``uld-offset``) and the share of step time in ULD.
+    """Steps/s of notebook 03's default ULD run (``uld-offset``) and the share of a step spent in its distillation term.
 
-    Trains ``steps`` steps of the default config (no evaluation in between); step times come from
-    the training loop's callbacks (the first ``skip`` are warm-up). The ULD share: the ULD calls'
-    inputs are recorded, then ULD forward + backward is timed on them in isolation, with the kit's
-    kernel and with the plain torch version.
+    Uses the training core's API, nothing patched: the distillation term from ``uldviz.distill.make_objective``
+    (pairing + ULD) is passed to ``uldviz.distill.train`` wrapped in a timer that also records its inputs (the
+    first ``skip`` steps are warm-up). Afterwards the term's forward + backward is timed alone on those inputs.
     """
     from dataclasses import replace
 
-    from . import distill as D
+    from uldviz import distill as D
 
     setup = D.prepare("offline")
     base = D.fast_config() if quick else D.DistillConfig()
     cfg = replace(D.run_config("uld-offset", base), steps=steps, eval_every=10**6)
-    recorded = []
-    original = D.uld_loss
+    objective = D.make_objective(cfg, setup)
+    recorded, in_loop = [], []
 
-    def recording(ps, pt, **kw):
+    def timed(student_logits, teacher_logits, batch):
+        """The distillation term as the loop calls it, timed (forward only: the loop runs the backward)."""
         if len(recorded) < steps:
-            recorded.append((ps.detach().clone(), pt.detach().clone(), kw))
-        return original(ps, pt, **kw)
+            recorded.append((student_logits.detach().clone(), teacher_logits.detach().clone(), batch))
+        start = time.perf_counter()
+        out = objective(student_logits, teacher_logits, batch)
+        in_loop.append(time.perf_counter() - start)
+        return out
 
     stamps = []
-    D.uld_loss = recording
-    try:
-        D.train(cfg, setup, name="bench", sample_prompt=None,
-                callback=lambda ev: stamps.append(time.perf_counter()) if ev["type"] == "step" else None)
-    finally:
-        D.uld_loss = original
+    D.train(cfg, setup, name="bench", objective=timed, sample_prompt=None,
+            callback=lambda ev: stamps.append(time.perf_counter()) if ev["type"] == "step" else None)
     step_s = statistics.median(np.diff(stamps)[skip:]) if len(stamps) > skip + 1 else float("nan")
-
-    def uld_time(fn) -> float:
-        ts = []
-        for ps, pt, kw in recorded[skip:]:
-            x = ps.clone().requires_grad_(True)
-            start = time.perf_counter()
-            fn(x, pt, kw).backward()
-            ts.append(time.perf_counter() - start)
-        return statistics.median(ts)
-
-    kit = uld_time(lambda x, pt, kw: L.uld_loss(x, pt, **kw))
-    mask_sum = lambda x, pt, kw: _masked_plain(x, pt, kw)  # noqa: E731
-    plain = uld_time(mask_sum)
-    shape_s = tuple(recorded[0][0].shape)
-    shape_t = tuple(recorded[0][1].shape)
+    alone = []
+    for student_logits, teacher_logits, batch in recorded[skip:]:
+        x = student_logits.clone().requires_grad_(True)
+        start = time.perf_counter()
+        objective(x, teacher_logits, batch).backward()
+        alone.append(time.perf_counter() - start)
+    term = statistics.median(alone)
     return {
         "config": {k: getattr(cfg, k) for k in ("loss", "align", "lam", "batch_size", "window_chars",
                                                  "n_layer", "n_embd", "device")},
-        "student_logits_shape": shape_s, "teacher_logits_shape": shape_t,
+        "student_logits_shape": tuple(recorded[0][0].shape), "teacher_logits_shape": tuple(recorded[0][1].shape),
         "steps_timed": max(0, len(stamps) - 1 - skip),
         "step_s": step_s, "steps_per_s": 1.0 / step_s,
-        "uld_s": kit, "uld_share": kit / step_s,
-        "plain_uld_s": plain, "plain_uld_share_estimate": plain / (step_s - kit + plain),
+        "distill_term_forward_in_loop_s": statistics.median(in_loop[skip:]),
+        "distill_term_s": term, "distill_term_share": term / step_s,
     }
 
 
-def _masked_plain(x, pt, kw) -> torch.Tensor:
-    """Plain ULD with the recorded mask and temperatures (for the distillation comparison)."""
-    q = torch.softmax(x.float() / kw.get("student_temperature", 1.0), dim=-1)
-    p = torch.softmax(pt.float() / kw.get("teacher_temperature", 1.0), dim=-1)
-    n = max(p.shape[-1], q.shape[-1])
-    q = F.pad(q, (0, n - q.shape[-1])).sort(dim=-1, descending=True).values
-    p = F.pad(p, (0, n - p.shape[-1])).sort(dim=-1, descending=True).values
-    per = (q - p).abs().sum(-1)
-    m = kw.get("mask")
-    return per.mean() if m is None else (per * m).sum() / m.sum()
-
-
 # --------------------------------------------------------------------------- the whole run
-def _kernel_workers() -> int:
-    """Threads the sorted-L1 kernel spreads its numpy work over."""
-    from ._sorted_l1 import _workers
-
-    return _workers()
-
-
 def _meta(quick: bool, argv) -> dict:
     """Machine, versions, load and the command, recorded next to the numbers."""
     try:
@@ -493,7 +460,7 @@ def _meta(quick: bool, argv) -> dict:
         load = None
     return {
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m uldviz bench " + " ".join(argv),
+        "command": " ".join([COMMAND, *argv]),
         "quick": quick,
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -501,7 +468,7 @@ def _meta(quick: bool, argv) -> dict:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "torch_threads": torch.get_num_threads(),
-        "kernel_threads": _kernel_workers(),
+        "kernel_threads": K._workers(),
         "nice": os.nice(0) if hasattr(os, "nice") else None,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_average_start": load,
@@ -562,7 +529,7 @@ def run_benchmark(quick: bool = False, *, ot: str = "run", parts=PARTS, previous
         progress("OT scaling (uldviz.timing.write_ot_scaling) ...")
         res["ot_scaling"] = bench_ot(cfg["ot_sizes"], cfg["ot_budget"], ot_path)
     elif "ot" in parts and ot == "file":
-        from .timing import load_ot_scaling
+        from uldviz.timing import load_ot_scaling
 
         doc = load_ot_scaling(ot_path)
         res["ot_scaling"] = ({"file": str(ot_path or "data/bench_ot.json"), "from_existing_file": True,
@@ -633,8 +600,9 @@ def render_markdown(res: dict) -> str:
         f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']}, numpy {m['numpy']}, "
         f"GPU: {m['cuda'] or 'none'}. The machine was shared with other jobs (load averages below), so "
         "compare the ratios within one run, not absolute times across runs. Regenerate everything with "
-        "`nice -n 10 python -m uldviz bench --threads 1` (about 10 minutes on 2 cores; it also rewrites "
-        "`data/bench_ot.json` unless `--ot-path` says otherwise); re-measure one part with "
+        f"`nice -n 10 {COMMAND} --threads 1` (about 10 minutes on 2 cores; it also rewrites "
+        "`data/bench_ot.json`, the OT timing file notebook 02 reads, unless `--ot-path` says otherwise); "
+        "re-measure one part with "
         "`--update --only PART` (parts: " + ", ".join(PARTS) + ").",
         "",
     ]
@@ -647,9 +615,10 @@ def render_markdown(res: dict) -> str:
         "",
         "## ULD forward + backward (median of interleaved repeats, ms; ratio to the floor in brackets)",
         "",
-        "Floor = the two softmaxes + one `torch.sort` of each side (no grad). plain = pad + `torch.sort` + L1, "
-        "vectorised. reference = the paper's code structure (loop over samples). KL on one vocabulary of the "
-        "student's size. top-k = ULD with the tail-mass term.",
+        "Floor = the two softmaxes + one `torch.sort` of each side (no grad). plain = the kit's reference "
+        "`uldviz.losses.uld_reference` (pad + `torch.sort` + L1, vectorised). reference = the paper's code "
+        "structure (loop over samples). KL on one vocabulary of the student's size. top-k = ULD with the "
+        "tail-mass term.",
         "",
     ]
     cases = res["uld_speed"]
@@ -713,10 +682,20 @@ def render_markdown(res: dict) -> str:
     lines += ["", "## The distillation step (notebook 03 default ULD run)", ""]
     if d.get("not_measured"):
         lines.append(f"Not measured: {d.get('reason')}")
-    else:
+    elif "distill_term_s" in d:
         lines += [f"Config {d['config']}; student logits {d['student_logits_shape']}, teacher logits "
-                  f"{d['teacher_logits_shape']}; {d['steps_timed']} steps timed.", "",
-                  "| steps/s | step (ms) | ULD fwd+bwd (ms) | share of step in ULD | plain ULD (ms) | its share |",
+                  f"{d['teacher_logits_shape']}; {d['steps_timed']} steps timed. The distillation term (offset "
+                  "pairing + ULD) is the objective passed to the training loop; timed alone, forward + backward, "
+                  "on the inputs recorded during training.", "",
+                  "| steps/s | step (ms) | distillation term fwd+bwd (ms) | its share of the step |",
+                  "|---|---|---|---|",
+                  f"| {d['steps_per_s']:.2f} | {_ms(d['step_s'])} | {_ms(d['distill_term_s'])} | "
+                  f"{d['distill_term_share']:.1%} |"]
+    else:  # measured before the training loop took the objective as a parameter
+        lines += [f"Config {d['config']}; student logits {d['student_logits_shape']}, teacher logits "
+                  f"{d['teacher_logits_shape']}; {d['steps_timed']} steps timed (earlier method: ULD's "
+                  "inputs recorded inside the loop, ULD timed alone; re-measure with `--update --only distill`).",
+                  "", "| steps/s | step (ms) | ULD fwd+bwd (ms) | share of step in ULD | plain ULD (ms) | its share |",
                   "|---|---|---|---|---|---|",
                   f"| {d['steps_per_s']:.2f} | {_ms(d['step_s'])} | {_ms(d['uld_s'])} | {d['uld_share']:.1%} | "
                   f"{_ms(d['plain_uld_s'])} | {d['plain_uld_share_estimate']:.1%} |"]
@@ -734,7 +713,7 @@ def _fmt_load(load) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: run the benchmark, write JSON and Markdown, print the targets."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m uldviz bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, seconds (for tests)")
     ap.add_argument("--out", type=Path, default=None,
                     help=f"JSON results file (default {DEFAULT_OUT.relative_to(ROOT)}; "
@@ -782,3 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, t in res["targets"].items():
         print(f"{name}: {t['value']:.3g} (target {t['target']}) {'met' if t['met'] else 'NOT met'}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
