@@ -45,6 +45,7 @@ __all__ = [
     "uld_loss",
     "cross_entropy",
     "ce_plus_uld",
+    "uld_topk_from_teacher_topk",
     "temperature_curve",
     "large_temperature_limit",
     "PAPER_LAMBDA",
