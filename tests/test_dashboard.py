@@ -15,17 +15,17 @@ from uldviz.widgets.dashboard import DASHBOARD_CLASS, STOP_CLASS, DistillDashboa
 
 @pytest.fixture(scope="module")
 def setup():
-    from uldviz.corpus import load_corpus, train_val_split
+    from uldviz.corpus import load_corpus, train_val_test_split
 
     t_tok, s_tok = offline_tokenizers()
-    train_text, val_text = train_val_split(load_corpus()[:40_000], 0.1)
+    train_text, val_text, test_text = train_val_test_split(load_corpus()[:60_000], 0.2)
     teacher = tiny_causal_lm(len(t_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=1)
-    return Setup(teacher, t_tok, s_tok, train_text, val_text[:1500])
+    return Setup(teacher, t_tok, s_tok, train_text, val_text[:800], test_text[:800])
 
 
 def base(**kw):
     cfg = dict(steps=4, batch_size=2, n_layer=1, n_embd=32, n_head=2, n_positions=96, eval_every=2,
-               eval_chars=800, window_chars=100, train_fraction=0.5, device="cpu")
+               window_chars=100, train_fraction=0.5, device="cpu")
     return DistillConfig(**{**cfg, **kw})
 
 
@@ -70,8 +70,8 @@ def test_stop_button_sets_flag_and_run_keeps_curve(setup):
     assert not results["uld-offset"].stopped and results["uld-offset"].steps_done == 6  # next run went on
     rows = d.table_rows()
     assert [r["run"] for r in rows] == ["ce", "uld-offset"]
-    assert rows[1]["delta_vs_ce"] == pytest.approx(results["uld-offset"].final_bpb - results["ce"].final_bpb)
-    assert "(stopped)" in d.table.value and f"{results['ce'].final_bpb:.4f}" in d.table.value
+    assert rows[1]["delta_vs_ce"] == pytest.approx(results["uld-offset"].test_selected - results["ce"].test_selected)
+    assert "(stopped)" in d.table.value and f"{results['ce'].test_selected:.4f}" in d.table.value
     assert d.stop_button.disabled
 
 
@@ -80,7 +80,7 @@ def test_static_mode_without_widgets(setup):
     assert d.widget is None
     results = d.run()  # no display handles: must still run and keep its numbers
     assert results["ce"].steps_done == 2 and d.redraws >= 1
-    assert f"{results['ce'].final_bpb:.4f}" in d.last_table_html
+    assert f"{results['ce'].test_selected:.4f}" in d.last_table_html
 
 
 def test_empty_runs_rejected(setup):

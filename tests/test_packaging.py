@@ -88,7 +88,9 @@ def test_core_is_the_loss_and_the_rest_is_behind_extras():
             "tqdm"} <= set(_extra("notebooks"))
     for extra in ("lab", "test"):
         own = [d for d in PYPROJECT["project"]["optional-dependencies"][extra] if _req(d)[0] == "uldviz"]
-        assert own == ["uldviz[notebooks]"], f"[{extra}] must install the notebooks' packages too"
+        assert "uldviz[notebooks]" in own, f"[{extra}] must install the notebooks' packages too"
+    assert "uldviz[scale]" in [d for d in PYPROJECT["project"]["optional-dependencies"]["test"]
+                               if _req(d)[0] == "uldviz"], "[test] must install the scale engine's packages"
     assert "jupyterlab" in _extra("lab") and "jupyterlab" not in _core() | _extra("notebooks")
 
 
