@@ -1,11 +1,13 @@
-"""Notebook 03 runs headless in fast mode, with the structure the lesson promises."""
+"""Notebook 03 runs headless in fast mode, asks its question with the controls, and its checkers can fail."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import nbformat
 import pytest
+import torch
 from nbrun import NOTEBOOKS, error_outputs, run_notebook
 
 NB = "03_distillation.ipynb"
@@ -17,10 +19,14 @@ def test_nb03_committed_without_outputs_and_with_hidden_solutions():
     sol = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
     assert len(sol) == 1 and sol[0].source.startswith("#@title Solutions (click to show)")
     assert sol[0].metadata["jupyter"]["source_hidden"] and sol[0].metadata["cellView"] == "form"
+    assert "if not SHOW_SOLUTIONS:" in sol[0].source
     text = "\n".join(c.source for c in nb.cells)
-    for needed in ("Learning objectives", "\\mathrm{ULD}", "check_offset_pairs", "check_bits_per_byte",
-                   "check_kl_share", "DistillDashboard", "multiseed.json", "PRESET"):
-        assert needed in text
+    for needed in ("able to", "\\mathrm{ULD}", "SHOW_SOLUTIONS = False", "uld-shuffled", "ce-ls", "early stopping",
+                   "protocol_runs.jsonl", "check_shuffle", "check_paired_std", "check_control_reading",
+                   "DistillDashboard", "PRESET", "## Summary", "**Next:**", "10 %"):
+        assert needed in text, needed
+    kinds = [k for k in ("(implement)", "(derive)", "(interpret)") if k in text]
+    assert len(kinds) == 3
 
 
 @pytest.mark.slow
@@ -28,14 +34,13 @@ def test_nb03_runs_headless_in_fast_mode():
     nb, seconds = run_notebook(NB, timeout=600)
     assert error_outputs(nb) == []
     outputs = json.dumps([c.get("outputs", []) for c in nb.cells], ensure_ascii=False)
-    assert "bits per byte" in outputs and "Student → teacher" in outputs
-    # the exercise checkers ran (unanswered: they ask for an answer) and the solutions pass
-    assert "Replace None" in outputs and outputs.count("Right") >= 2
+    assert "bits per byte" in outputs and "Student → teacher" in outputs and "mean ULD" in outputs
+    assert "shuffled teacher" in outputs and "What this notebook showed" in outputs
+    # the exercise checkers ran unanswered (they ask for an answer) and no solution was shown
+    assert "Replace None" in outputs and "Solutions are hidden" in outputs and "✅" not in outputs
 
 
 def test_ex03_checkers_say_what_is_wrong_without_the_answer():
-    import math
-
     from uldviz.exercises import ex03
 
     assert not ex03.check_offset_pairs(None).ok
@@ -55,4 +60,51 @@ def test_ex03_checkers_say_what_is_wrong_without_the_answer():
     assert "percentage" in ex03.check_kl_share(25, bpb).message
     assert "sign" in ex03.check_kl_share(-0.25, bpb).message
     assert "no gain" in ex03.check_kl_share(0.25, {**bpb, "kl-same": 3.2}).message
-    assert math.isnan(ex03.kl_gain_share({**bpb, "kl-same": 3.2}, "uld-offset", strict=False))
+    assert "no run" in ex03.check_kl_share(0.25, {"ce": 3.0}).message
+
+
+def test_check_shuffle_accepts_a_permutation_and_names_each_mistake():
+    from uldviz.exercises import ex03
+
+    def right(x, m, g):
+        out = x.clone()
+        rows = x[m]
+        out[m] = rows[torch.randperm(rows.shape[0], generator=g)]
+        return out
+
+    def whole_batch(x, m, g):  # moves padding rows too
+        flat = x.reshape(-1, x.shape[-1])
+        return flat[torch.randperm(flat.shape[0], generator=g)].reshape(x.shape)
+
+    def resample(x, m, g):  # draws rows with replacement: not a permutation
+        out = x.clone()
+        rows = x[m]
+        out[m] = rows[torch.randint(0, rows.shape[0], (rows.shape[0],), generator=g)]
+        return out
+
+    assert ex03.check_shuffle(right).ok
+    assert "Padding" in ex03.check_shuffle(whole_batch).message
+    assert "permutation" in ex03.check_shuffle(resample).message
+    assert "changed" in ex03.check_shuffle(lambda x, m, g: x).message
+    assert "raised" in ex03.check_shuffle(lambda x, m, g: 1 / 0).message
+    assert not ex03.check_shuffle(None).ok
+
+
+def test_check_paired_std_and_control_reading():
+    from uldviz.distill.protocol import compare
+    from uldviz.exercises import ex03
+
+    a, b = [2.90, 2.95, 2.88, 2.91, 2.93], [2.91, 2.94, 2.90, 2.92, 2.95]
+    truth = compare(a, b, list(range(5)), list(range(5)))["paired_std"]
+    assert ex03.check_paired_std(truth, a, b).ok
+    diffs = [x - y for x, y in zip(a, b)]
+    mean = sum(diffs) / 5
+    pop = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 5)
+    assert "n − 1" in ex03.check_paired_std(pop, a, b).message
+    unpaired = math.sqrt(sum((x - sum(a) / 5) ** 2 for x in a) / 4 + sum((x - sum(b) / 5) ** 2 for x in b) / 4)
+    assert "independent" in ex03.check_paired_std(unpaired, a, b).message
+    assert not ex03.check_paired_std(None, a, b).ok
+    assert ex03.check_control_reading("b").ok and ex03.check_control_reading(" B ").ok
+    for wrong in "acd":
+        assert not ex03.check_control_reading(wrong).ok
+    assert not ex03.check_control_reading("z").ok and not ex03.check_control_reading(None).ok

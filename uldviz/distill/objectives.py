@@ -25,6 +25,7 @@ from .core import label_mask
 __all__ = [
     "pair_positions",
     "shuffle_pairs",
+    "shuffled_distances",
     "uld_term",
     "kl_term",
     "hybrid_term",
@@ -58,6 +59,26 @@ def shuffle_pairs(x: torch.Tensor, mask: torch.Tensor, generator: torch.Generato
     out = x.clone()
     out[m] = rows[perm]
     return out
+
+
+def shuffled_distances(probs: torch.Tensor, generator: torch.Generator) -> dict:
+    r"""How far each distribution row is from the row the shuffled control would put in its place.
+
+    For rows :math:`p_i` (N, V) and a random permutation π: the mean ULD :math:`\mathrm{ULD}(p_i, p_{\pi(i)})`
+    and the mean L1 :math:`\lVert p_i - p_{\pi(i)}\rVert_1` (twice the total variation). ULD sees only the
+    sorted values, so two contexts with similar confidence look alike to it even when they predict
+    different tokens: the ratio says how little of a context's identity ULD can see.
+    """
+    if probs.dim() != 2 or probs.shape[0] < 2:
+        raise ValueError(f"probs must be (rows >= 2, vocabulary), got {tuple(probs.shape)}")
+    from ..losses import uld_distance
+
+    perm = torch.randperm(probs.shape[0], generator=generator)
+    other = probs[perm]
+    uld = uld_distance(probs, other)
+    l1 = (probs - other).abs().sum(-1)
+    moved = perm != torch.arange(probs.shape[0])
+    return {"uld": float(uld[moved].mean()), "l1": float(l1[moved].mean()), "pairs": int(moved.sum())}
 
 
 # --------------------------------------------------------------------------- the terms
