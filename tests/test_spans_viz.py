@@ -88,7 +88,7 @@ def test_plot_group_losses_panels_hold_the_numbers_compared():
     shared = SharedVocab.from_vocabs({"a": 0, "b": 1}, {"b": 2, "a": 3})
     lt = torch.log(torch.tensor([0.1, 0.05, 0.5, 0.2, 0.15]))
     ls = torch.log(torch.tensor([0.3, 0.4, 0.2, 0.1]))
-    fig = splots.plot_group_losses(lt, ls, shared, teacher_ll=math.log(0.2), student_ll=math.log(0.02), k=2)
+    fig = splots.plot_group_losses(lt, ls, shared, teacher_ll=math.log(0.2), student_ll=math.log(0.02), top_k=2)
     p = fig.uldviz_panels
     assert p["chunk"] == pytest.approx((0.2, 0.02))
     assert p["shared"][0] == ["b", "a"] and p["shared"][1] == pytest.approx([0.5, 0.2])
@@ -97,7 +97,7 @@ def test_plot_group_losses_panels_hold_the_numbers_compared():
     empty = SharedVocab.from_vocabs({"x": 0}, {"y": 0})
     assert splots.plot_group_losses(lt, ls, empty, teacher_ll=-1.0, student_ll=-2.0).uldviz_panels["shared"][0] == []
     with pytest.raises(ValueError, match="k must be"):
-        splots.plot_group_losses(lt, ls, shared, teacher_ll=-1.0, student_ll=-2.0, k=0)
+        splots.plot_group_losses(lt, ls, shared, teacher_ll=-1.0, student_ll=-2.0, top_k=0)
 
 
 # --------------------------------------------------------------------------- group values and the explorer

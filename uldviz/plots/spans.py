@@ -133,21 +133,21 @@ def _visible(s: str) -> str:
 
 
 def plot_group_losses(teacher_logprobs, student_logprobs, shared: SharedVocab, *, teacher_ll: float,
-                      student_ll: float, tau: float = 100.0, k: int = 8, title: str = "", width: float = 11.0):
+                      student_ll: float, tau: float = 100.0, top_k: int = 8, title: str = "", width: float = 11.0):
     """What each loss compares at one group, in three panels.
 
     Left (ALM): the teacher's and the student's probability of the group's text and their
     :math:`p^{1/\\tau}`. Middle (hybrid, divergence part): the merged distributions (1-D log-probs,
-    see :func:`uldviz.identity.merged_group_logprobs`) on the ``k`` shared strings the teacher finds
-    likeliest, side by side. Right (hybrid, ULD part): the first ``k`` ranks of the sorted unshared
+    see :func:`uldviz.identity.merged_group_logprobs`) on the ``top_k`` shared strings the teacher finds
+    likeliest, side by side. Right (hybrid, ULD part): the first ``top_k`` ranks of the sorted unshared
     remainders. ``fig.uldviz_panels`` records the numbers drawn.
     """
     lt = torch.as_tensor(teacher_logprobs, dtype=torch.float64).detach().reshape(-1)
     ls = torch.as_tensor(student_logprobs, dtype=torch.float64).detach().reshape(-1)
     if not isinstance(shared, SharedVocab):
         raise TypeError(f"shared must be a SharedVocab, got {type(shared).__name__}")
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
     p, q = lt.exp(), ls.exp()
     fig, axes = plt.subplots(1, 3, figsize=(width, 3.2), gridspec_kw={"width_ratios": [1, 2.2, 2.2]})
     # ALM: chunk probabilities
@@ -164,7 +164,7 @@ def plot_group_losses(teacher_logprobs, student_logprobs, shared: SharedVocab, *
     # hybrid: shared strings, top-k by the teacher
     if len(shared):
         pt_sh, qs_sh = p[shared.teacher_ids], q[shared.student_ids]
-        top = torch.argsort(pt_sh, descending=True)[:k]
+        top = torch.argsort(pt_sh, descending=True)[:top_k]
         labels = [_visible(shared.strings[int(i)]) for i in top]
         x = np.arange(len(top))
         axes[1].bar(x - 0.2, pt_sh[top].numpy(), 0.4, color=TEACHER_COLOUR, label="teacher")
@@ -175,18 +175,18 @@ def plot_group_losses(teacher_logprobs, student_logprobs, shared: SharedVocab, *
     else:
         axes[1].text(0.5, 0.5, "no shared strings", ha="center", va="center", transform=axes[1].transAxes)
         panels["shared"] = ([], [], [])
-    axes[1].set_title(f"merged distributions on shared strings (top {k})", fontsize=9)
+    axes[1].set_title(f"merged distributions on shared strings (top {top_k})", fontsize=9)
     # hybrid: sorted unshared remainders
     keep_t = torch.ones(p.numel(), dtype=torch.bool)
     keep_t[shared.teacher_ids] = False
     keep_s = torch.ones(q.numel(), dtype=torch.bool)
     keep_s[shared.student_ids] = False
-    rt = torch.sort(p[keep_t], descending=True).values[:k]
-    rs = torch.sort(q[keep_s], descending=True).values[:k]
+    rt = torch.sort(p[keep_t], descending=True).values[:top_k]
+    rs = torch.sort(q[keep_s], descending=True).values[:top_k]
     axes[2].bar(np.arange(len(rt)) - 0.2, rt.numpy(), 0.4, color=TEACHER_COLOUR, label="teacher")
     axes[2].bar(np.arange(len(rs)) + 0.2, rs.numpy(), 0.4, color=STUDENT_COLOUR, label="student")
     axes[2].set_xlabel("rank after sorting (identity lost)", fontsize=8)
-    axes[2].set_title(f"sorted unshared remainders (first {k} ranks)", fontsize=9)
+    axes[2].set_title(f"sorted unshared remainders (first {top_k} ranks)", fontsize=9)
     axes[2].legend(fontsize=8)
     panels["sorted"] = (rt.tolist(), rs.tolist())
     for ax in axes[1:]:

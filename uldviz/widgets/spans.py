@@ -228,7 +228,7 @@ class AlignmentExplorer:
                 g, v = self.group, self.values
                 figs.append(splots.plot_group_losses(
                     v.teacher_merged[g], v.student_merged[g], self.shared, teacher_ll=float(v.teacher_ll[g]),
-                    student_ll=float(v.student_ll[g]), tau=self.tau, k=self.top_k,
+                    student_ll=float(v.student_ll[g]), tau=self.tau, top_k=self.top_k,
                     title=f"group {g}: {self.view.group_text(g)!r}"))
         with self.out:
             self.out.clear_output(wait=True)
