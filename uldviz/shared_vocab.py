@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["SharedVocab", "surface_vocab"]
+__all__ = ["SharedVocab", "surface_vocab", "surface_strings"]
 
 
 def surface_vocab(tokenizer) -> dict[str, int]:
@@ -23,17 +23,22 @@ def surface_vocab(tokenizer) -> dict[str, int]:
     that holds an incomplete UTF-8 character (half of 'é') has no surface string and is left out,
     so it never matches. Other entries read '▁' as a space.
     """
-    from .tokenization import _byte_decoder, _is_byte_level, normalized_token
+    from .tokenization import _is_byte_level
 
     if not hasattr(tokenizer, "get_vocab"):
         raise TypeError(f"expected a Hugging Face tokenizer, got {type(tokenizer).__name__}")
-    byte_level = _is_byte_level(tokenizer)
-    table = _byte_decoder()
     specials = set(getattr(tokenizer, "all_special_ids", []))
+    vocab = {t: i for t, i in tokenizer.get_vocab().items() if i not in specials}
+    return surface_strings(vocab, byte_level=_is_byte_level(tokenizer))
+
+
+def surface_strings(vocab: dict, byte_level: bool) -> dict[str, int]:
+    """:func:`surface_vocab` for a raw ``{token as stored: id}`` dict (specials already removed)."""
+    from .tokenization import _byte_decoder, normalized_token
+
+    table = _byte_decoder()
     out: dict[str, int] = {}
-    for token, i in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]):
-        if i in specials:
-            continue
+    for token, i in sorted(vocab.items(), key=lambda kv: kv[1]):
         if byte_level and all(ch in table for ch in token):
             try:
                 surface = bytes(table[ch] for ch in token).decode("utf-8")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable
 
 import torch
@@ -238,23 +238,25 @@ class RunResult:
     stopped: bool = False  # the stop button (or an interrupt) ended it early
     interrupted: bool = False  # a KeyboardInterrupt ended it
     sample: str = ""
+    model: object = field(default=None, repr=False, compare=False)  # the selected checkpoint, if kept
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict."""
-        return asdict(self)
+        """A JSON-ready dict (without the model)."""
+        return asdict(replace(self, model=None))
 
 
 # --------------------------------------------------------------------------- the loop
 def train(cfg: DistillConfig, setup, name: str = "run", objective: Callable | None | str = "auto",
           callback: Callable | None = None, stop: StopFlag | None = None,
-          sample_prompt: str | None = "The ") -> RunResult:
+          sample_prompt: str | None = "The ", keep_model: bool = False) -> RunResult:
     """Train one student with ``cfg`` on ``setup`` (:class:`uldviz.distill.data.Setup`); return its :class:`RunResult`.
 
     ``objective``: the distillation term, ``"auto"`` builds it from ``cfg`` (see
     :func:`~uldviz.distill.objectives.make_objective`), ``None`` trains with CE only, a callable
     ``(student_logits, teacher_logits, batch) -> tensor`` replaces it. ``callback(event)`` receives
     ``{"type": "start"|"step"|"eval"|"end", ...}``; ``stop.set()`` or a KeyboardInterrupt ends the run
-    after the current step, keeping its curve (it is then scored as it is).
+    after the current step, keeping its curve (it is then scored as it is). ``keep_model`` keeps the
+    selected checkpoint's model in ``result.model`` (on the CPU).
     """
     from .data import build_student, sample_windows, teacher_generated_text
     from .objectives import make_objective
@@ -330,6 +332,8 @@ def train(cfg: DistillConfig, setup, name: str = "run", objective: Callable | No
         from .data import generate
 
         res.sample = generate(student, s_tok, sample_prompt, max_new_tokens=30, seed=cfg.seed)
+    if keep_model:
+        res.model = student.to("cpu").eval()
     emit({"type": "end", "name": name, "result": res})
     if teacher is not None:
         setup.teacher.to("cpu")

@@ -64,8 +64,9 @@ class DistillDashboard:
     """Train ``runs`` on ``setup`` one after the other, showing curves, progress, a stop button and a table."""
 
     def __init__(self, setup, runs=DEFAULT_RUNS, base: DistillConfig | None = None, seed: int = 0,
-                 static: bool | None = None, redraw_every_s: float = 0.0):
+                 static: bool | None = None, redraw_every_s: float = 0.0, keep_models: bool = False):
         self.setup = setup
+        self.keep_models = keep_models
         self.runs = list(runs)
         if not self.runs:
             raise ValueError("runs is empty: give at least one run name (see uldviz.distill.RUNS)")
@@ -233,7 +234,8 @@ class DistillDashboard:
             if name in self.results:
                 continue
             self.stop_flag.clear()
-            train(self.configs[name], self.setup, name=name, callback=self.callback, stop=self.stop_flag)
+            train(self.configs[name], self.setup, name=name, callback=self.callback, stop=self.stop_flag,
+                  keep_model=self.keep_models)
         self._set_status(f"done: {len(self.results)} runs")
         if not self.static:
             self.stop_button.disabled = True
