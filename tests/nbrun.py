@@ -11,14 +11,22 @@ import nbformat
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
+from uldviz.lessons import set_flag
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def run_notebook(name: str, timeout: int = 600, fast: bool = True) -> tuple[nbformat.NotebookNode, float]:
-    """Execute ``notebooks/<name>`` in a fresh kernel (``ULDVIZ_FAST=1`` unless fast=False); return (nb, seconds)."""
+def run_notebook(name: str, timeout: int = 600, fast: bool = True,
+                 solutions: bool = False) -> tuple[nbformat.NotebookNode, float]:
+    """Execute ``notebooks/<name>`` in a fresh kernel (``ULDVIZ_FAST=1`` unless fast=False); return (nb, seconds).
+
+    ``solutions=True`` runs it with ``SHOW_SOLUTIONS = True`` (the line in its set-up cell), so the solutions execute.
+    """
     path = NOTEBOOKS / name
     nb = nbformat.read(path, as_version=4)
+    if solutions:
+        set_flag(nb, "SHOW_SOLUTIONS", True)
     env_before = os.environ.get("ULDVIZ_FAST")
     os.environ["ULDVIZ_FAST"] = "1" if fast else "0"
     try:
