@@ -270,7 +270,7 @@ def test_smoothed_kl_gradient_hardly_moves_with_eps_and_tends_to_m_ps_minus_pt()
     assert V.smoothed_kl_gradient(t, s, 1e-12) == pytest.approx(limit, abs=1e-9)
     curves = V.gradient_vs_epsilon(t, s, np.logspace(-16, -4, 13))
     assert set(curves) == {"dog", "cat", "sun"}  # no entry for moon: the student has no logit for it
-    for v, values in curves.items():
+    for values in curves.values():
         assert max(values) - min(values) < 1e-3
     # ... while the value itself changes by a factor of more than 4 over the same range
     kls = V.kl_vs_epsilon(t, s, [1e-16, 1e-4])
