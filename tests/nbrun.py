@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -27,22 +28,28 @@ def run_notebook(name: str, timeout: int = 600, fast: bool = True,
     nb = nbformat.read(path, as_version=4)
     if solutions:
         set_flag(nb, "SHOW_SOLUTIONS", True)
-    env_before = os.environ.get("ULDVIZ_FAST")
+    # IPC sockets in a private folder: no TCP port race when several kernels start at once.
+    with fast_env(fast), tempfile.TemporaryDirectory(prefix="uldviz-kernel-") as sockets:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(NOTEBOOKS)}})
+        start = time.perf_counter()
+        client.execute()
+        elapsed = time.perf_counter() - start
+    return nb, elapsed
+
+
+@contextlib.contextmanager
+def fast_env(fast: bool = True):
+    """``ULDVIZ_FAST`` set to 1 (or 0) inside the block, as it was afterwards (kernels started inside inherit it)."""
+    before = os.environ.get("ULDVIZ_FAST")
     os.environ["ULDVIZ_FAST"] = "1" if fast else "0"
     try:
-        # IPC sockets in a private folder: no TCP port race when several kernels start at once.
-        with tempfile.TemporaryDirectory(prefix="uldviz-kernel-") as sockets:
-            km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
-            client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(NOTEBOOKS)}})
-            start = time.perf_counter()
-            client.execute()
-            elapsed = time.perf_counter() - start
+        yield
     finally:
-        if env_before is None:
+        if before is None:
             os.environ.pop("ULDVIZ_FAST", None)
         else:
-            os.environ["ULDVIZ_FAST"] = env_before
-    return nb, elapsed
+            os.environ["ULDVIZ_FAST"] = before
 
 
 def error_outputs(nb) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from nbrun import fast_env
 
 from uldviz import site
 
@@ -102,15 +102,8 @@ def test_make_site_runs_the_builder_into_site():
 def fast_site(tmp_path_factory):
     """The whole site built in fast mode into a temporary folder (the notebooks run once for this module)."""
     out = tmp_path_factory.mktemp("site")
-    before = os.environ.get("ULDVIZ_FAST")
-    os.environ["ULDVIZ_FAST"] = "1"
-    try:
+    with fast_env(True):
         summary = site.build_site(out, log=lambda *a: None)
-    finally:
-        if before is None:
-            os.environ.pop("ULDVIZ_FAST", None)
-        else:
-            os.environ["ULDVIZ_FAST"] = before
     return out, summary
 
 

@@ -28,14 +28,22 @@ __all__ = [
 ]
 
 
+def _array(x, none_message: str, not_numbers: str):
+    """The student's answer as a float64 numpy array (lists, arrays, tensors), or a Feedback when it is not one."""
+    if x is None:
+        return Feedback(False, none_message)
+    try:
+        return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    except (TypeError, ValueError):
+        return Feedback(False, not_numbers)
+
+
 def _matrix(x, name: str):
     """The student's answer as a float matrix, or a Feedback explaining why it is not one."""
-    if x is None:
-        return Feedback(False, f"No answer yet: set {name} to your matrix and run the cell again.")
-    try:
-        a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
-    except (TypeError, ValueError):
-        return Feedback(False, f"{name} should be a matrix of numbers (a nested list or a numpy array).")
+    a = _array(x, f"No answer yet: set {name} to your matrix and run the cell again.",
+               f"{name} should be a matrix of numbers (a nested list or a numpy array).")
+    if isinstance(a, Feedback):
+        return a
     if a.ndim != 2:
         return Feedback(False, f"{name} should be 2-dimensional (rows: teacher values, columns: student values).")
     return a
@@ -209,12 +217,10 @@ def check_sorted_plan(fn) -> Feedback:
 # --------------------------------------------------------------------------- exercise 5 (derive)
 def _as_distribution(x, name: str):
     """A 1-D probability vector (numpy float64) from the student's answer, or a Feedback on what is wrong."""
-    if x is None:
-        return Feedback(False, f"Replace None in {name} with your vector, then run the cell again.")
-    try:
-        v = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
-    except (TypeError, ValueError):
-        return Feedback(False, f"{name} should be a list or array of probabilities.")
+    v = _array(x, f"Replace None in {name} with your vector, then run the cell again.",
+               f"{name} should be a list or array of probabilities.")
+    if isinstance(v, Feedback):
+        return v
     if v.ndim != 1 or v.size == 0:
         return Feedback(False, f"{name} should be one non-empty vector, got shape {v.shape}.")
     if not np.isfinite(v).all() or (v < 0).any() or abs(v.sum() - 1) > 1e-6:
