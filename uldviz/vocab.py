@@ -12,6 +12,11 @@ dictionaries and compute the KL "patches" of notebook 01 with the loss functions
 - :func:`blind_id_kl`: patch (c), compare token id i with token id i whatever their strings;
 - :func:`uld`: the ULD distance, which needs no alignment at all.
 
+Training uses a loss's *gradient*, not its value: :func:`patch_gradients` gives, for each patch and
+for ULD, the gradient with respect to the student's logits, i.e. what one training step would teach.
+:func:`shared_string_mask` and :func:`mass_on` measure how much of a real teacher's probability sits
+on token strings the student's vocabulary also has.
+
 Pure maths: no plotting, no widgets.
 """
 
@@ -22,7 +27,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .losses import check_positive, forced_kl_div, kl_divergence, naive_kl_div, uld_distance
+from .losses import check_positive, forced_kl_div, kl_divergence, naive_kl_div, uld_distance, uld_loss
 
 __all__ = [
     "TOY_TEACHER",
@@ -41,8 +46,15 @@ __all__ = [
     "smoothed_kl",
     "kl_vs_epsilon",
     "swing_ratio",
+    "smoothed_kl_gradient",
+    "gradient_vs_epsilon",
     "shared_mass",
     "intersection_kl",
+    "PATCH_NAMES",
+    "patch_gradients",
+    "shared_string_mask",
+    "mass_on",
+    "next_token_probs",
     "blind_id_pairs",
     "blind_id_kl",
     "blind_id_agreement",
@@ -172,8 +184,12 @@ def smoothed_kl(teacher, student, eps: float) -> float:
     as ε shrinks: the number measures your choice of ε as much as the two models.
     """
     p, q = aligned_probs(teacher, student)
-    ps, qs = smooth(p, eps), smooth(q, eps)
-    return float(kl_divergence(qs.log(), ps.log()))
+    return float(_smoothed_kl(p, q, eps))
+
+
+def _smoothed_kl(p: torch.Tensor, q: torch.Tensor, eps: float) -> torch.Tensor:
+    r""":math:`\mathrm{KL}(p^\varepsilon \| q^\varepsilon)` of two vectors on one label set (differentiable in q)."""
+    return kl_divergence(smooth(q, eps).log(), smooth(p, eps).log())
 
 
 def kl_vs_epsilon(teacher, student, eps_values) -> list[float]:
@@ -190,6 +206,52 @@ def swing_ratio(values) -> float:
     if not vals or min(vals) <= 0 or not all(math.isfinite(v) for v in vals):
         raise ValueError("swing_ratio needs finite values > 0")
     return max(vals) / min(vals)
+
+
+# --------------------------------------------------------------------------- what a training step would teach
+def _student_logits(student) -> tuple[list[str], torch.Tensor]:
+    r"""The student's tokens and logits :math:`z = \log p_S` as a float64 leaf that records gradients."""
+    q = check_distribution(student, "student")
+    zero = [t for t, v in q.items() if v <= 0]
+    if zero:
+        raise ValueError(f"the student gives probability 0 to {zero}: its logit would be -inf and gradients "
+                         "undefined; give every student token some probability")
+    z = torch.tensor(list(q.values()), dtype=torch.float64).log().requires_grad_(True)
+    return list(q), z
+
+
+def _on_labels(probs: torch.Tensor, tokens: Sequence[str], labels: Sequence[str]) -> torch.Tensor:
+    """A probability vector over ``tokens`` placed on ``labels`` (0 where a label is not a token), keeping the graph."""
+    index = {t: i for i, t in enumerate(tokens)}
+    zero = probs.new_zeros(())
+    return torch.stack([probs[index[t]] if t in index else zero for t in labels])
+
+
+def _gradient(loss: torch.Tensor, tokens: list[str], z: torch.Tensor) -> dict[str, float]:
+    r""":math:`\partial\,\text{loss} / \partial z_v` for every student token v, as a dict."""
+    (grad,) = torch.autograd.grad(loss, z)
+    return {t: float(g) for t, g in zip(tokens, grad)}
+
+
+def smoothed_kl_gradient(teacher, student, eps: float) -> dict[str, float]:
+    r"""Gradient of patch (a), :math:`\partial\,\mathrm{KL}_\varepsilon / \partial z_v`, for the student's logits z.
+
+    The student's logits are :math:`z = \log p_S` over its own vocabulary (a token it does not have,
+    such as *moon*, has no logit). Unlike the value, this hardly changes with ε once ε is small.
+    """
+    p, _ = aligned_probs(teacher, student)
+    tokens, z = _student_logits(student)
+    q = _on_labels(torch.softmax(z, -1), tokens, union_vocab(check_distribution(teacher, "teacher"), tokens))
+    return _gradient(_smoothed_kl(p, q, eps), tokens, z)
+
+
+def gradient_vs_epsilon(teacher, student, eps_values) -> dict[str, list[float]]:
+    """:func:`smoothed_kl_gradient` for every ε: ``{student token: [gradient at each ε]}`` (for the plot)."""
+    eps_list = [float(e) for e in eps_values]
+    if not eps_list:
+        raise ValueError("eps_values is empty")
+    grads = [smoothed_kl_gradient(teacher, student, e) for e in eps_list]
+    return {t: [g[t] for g in grads] for t in grads[0]}
 
 
 # --------------------------------------------------------------------------- patch (b): intersection only
@@ -217,9 +279,14 @@ def intersection_kl(teacher, student) -> float:
     if mp <= 0 or mq <= 0:
         who = "teacher" if mp <= 0 else "student"
         raise ValueError(f"the {who} puts no probability on the shared tokens {shared}: cannot renormalise 0/0")
-    pv = torch.tensor([p[t] / mp for t in shared], dtype=torch.float64)
-    qv = torch.tensor([q[t] / mq for t in shared], dtype=torch.float64)
-    return _clip_rounding(float(kl_divergence(qv.log(), pv.log())))
+    pv = torch.tensor([p[t] for t in shared], dtype=torch.float64)
+    qv = torch.tensor([q[t] for t in shared], dtype=torch.float64)
+    return _clip_rounding(float(_renormalised_kl(pv, qv)))
+
+
+def _renormalised_kl(p_shared: torch.Tensor, q_shared: torch.Tensor) -> torch.Tensor:
+    """KL between the two sides' masses on the shared tokens, each divided by its total (differentiable in q)."""
+    return kl_divergence((q_shared / q_shared.sum()).log(), (p_shared / p_shared.sum()).log())
 
 
 # --------------------------------------------------------------------------- patch (c): blind id matching
@@ -264,6 +331,79 @@ def uld(teacher, student) -> float:
     pv = torch.tensor(list(p.values()), dtype=torch.float64)
     qv = torch.tensor(list(q.values()), dtype=torch.float64)
     return float(uld_distance(pv, qv))
+
+
+#: Names of the losses compared by :func:`patch_gradients`, in the notebook's order.
+PATCH_NAMES = ("(a) ε-smoothed KL", "(b) shared tokens only", "(c) blind id matching", "ULD")
+
+
+def patch_gradients(teacher, student, eps: float = 1e-8) -> dict[str, dict[str, float]]:
+    r"""For each patch and for ULD: :math:`\partial L/\partial z_v` for the student's logits :math:`z=\log p_S`.
+
+    A training step moves every logit against its gradient, so this is what each loss would teach
+    the student, token by token. (a) uses ε; (b) renormalises on the shared tokens; (c) compares
+    token id i with token id i on the ids both have (KL on the first min(n, m) logits of each side,
+    as :func:`blind_id_kl` does); ULD is :func:`uldviz.losses.uld_loss` with the teacher as target.
+    """
+    p = check_distribution(teacher, "teacher")
+    tokens, z = _student_logits(student)
+    out = {PATCH_NAMES[0]: smoothed_kl_gradient(p, dict(zip(tokens, torch.softmax(z, -1).tolist())), eps)}
+    shared = intersection_vocab(p, dict.fromkeys(tokens, 0.0))
+    if shared and sum(p[t] for t in shared) > 0:
+        q_shared = _on_labels(torch.softmax(z, -1), tokens, shared)
+        p_shared = torch.tensor([p[t] for t in shared], dtype=torch.float64)
+        out[PATCH_NAMES[1]] = _gradient(_renormalised_kl(p_shared, q_shared), tokens, z)
+    else:  # the patch is undefined: no shared token carries teacher mass
+        out[PATCH_NAMES[1]] = {t: math.nan for t in tokens}
+    teacher_logits = torch.tensor(list(p.values()), dtype=torch.float64).log()
+    k = min(len(p), len(tokens))
+    out[PATCH_NAMES[2]] = _gradient(kl_divergence(z[:k], teacher_logits[:k]), tokens, z)
+    out[PATCH_NAMES[3]] = _gradient(uld_loss(z[None], teacher_logits[None]), tokens, z)
+    return out
+
+
+def shared_string_mask(teacher_strings: Sequence[str], student_strings: Sequence[str]) -> torch.Tensor:
+    """Boolean mask over the teacher's ids: True where the id's string is also a string of the student's vocabulary.
+
+    Pass *normalised* strings in id order (``'Ġdog'`` and ``'▁dog'`` both as ``' dog'``), e.g. from
+    :func:`uldviz.tokenization.normalized_token`; empty strings never count as shared.
+    """
+    t, s = list(teacher_strings), set(student_strings)
+    if not t or not s:
+        raise ValueError("a vocabulary is empty: there are no strings to compare")
+    return torch.tensor([bool(x) and x in s for x in t], dtype=torch.bool)
+
+
+def mass_on(probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Probability each distribution in ``probs`` (..., V) puts on the tokens where ``mask`` (V,) is True."""
+    m = torch.as_tensor(mask)
+    if m.dtype != torch.bool or m.dim() != 1 or m.shape[0] != probs.shape[-1]:
+        raise ValueError(f"mask must be a boolean vector of the vocabulary size {probs.shape[-1]}, "
+                         f"got dtype {m.dtype} and shape {tuple(m.shape)}")
+    return (probs * m.to(probs.dtype)).sum(-1)
+
+
+@torch.no_grad()
+def next_token_probs(model, tokenizer, text: str, *, block: int = 128, max_positions: int = 2048) -> torch.Tensor:
+    """A causal LM's next-token distributions on ``text``: (positions, V), at most ``max_positions`` rows.
+
+    The text is cut into consecutive blocks of ``block`` tokens, each read on its own, so every row
+    is a prediction the model makes with at most ``block`` tokens of context.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text is empty: there is nothing to predict")
+    if block < 2 or max_positions < 1:
+        raise ValueError(f"block must be >= 2 and max_positions >= 1, got {block} and {max_positions}")
+    ids = torch.as_tensor(tokenizer(text, add_special_tokens=False)["input_ids"])[: max_positions + 1]
+    rows = []
+    for start in range(0, max(len(ids) - 1, 0), block):
+        chunk = ids[start:start + block]
+        if len(chunk) >= 2 or not rows:
+            logits = model(chunk[None].to(model.device)).logits[0].float().cpu()
+            rows.append(torch.softmax(logits, -1))
+    if not rows:
+        raise ValueError("text is a single token: there is no next token to predict")
+    return torch.cat(rows)[:max_positions]
 
 
 def reorder(dist: Mapping[str, float], order: Sequence[str]) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The small result type every exercise checker returns."""
+"""What every exercise checker shares: the Feedback it returns and the parsing of the student's answer."""
 
 from __future__ import annotations
 
@@ -35,3 +35,21 @@ def as_number(answer, what: str = "The answer") -> "float | Feedback":
         return float(answer)
     except (TypeError, ValueError):
         return Feedback(False, f"{what} should be a number (e.g. 0.123), got {answer!r}.")
+
+
+def call_student(fn, *args, where: str):
+    """``fn(*args)``, or a Feedback naming the exception the student's function raised and on which input."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - any error in the student's code becomes feedback
+        return Feedback(False, f"Your function raised {type(exc).__name__}: {exc} (on {where}).")
+
+
+def choice_feedback(choice, why: dict, right: str) -> Feedback:
+    """A multiple-choice answer: ``why`` maps every letter to its explanation; ``right`` is the correct letter."""
+    if choice is None:
+        return Feedback(False, "Replace None with the letter of your choice (e.g. \"A\"), then run the cell again.")
+    letter = str(choice).strip().strip(".)").upper()
+    if letter not in why:
+        return Feedback(False, f"Answer with one of the letters {', '.join(why)}, got {choice!r}.")
+    return Feedback(letter == right, why[letter])

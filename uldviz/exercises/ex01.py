@@ -8,10 +8,21 @@ answer itself. The exercise data are module constants so the notebook prints the
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
-from ..losses import kl_divergence
-from ..vocab import aligned_probs, check_distribution, smoothed_kl, toy_pair, uld
-from ._core import Feedback, as_number
+import torch
+
+from ..losses import kl_divergence, uld_loss
+from ..vocab import (
+    aligned_probs,
+    check_distribution,
+    disagreeing_pair,
+    smoothed_kl,
+    smoothed_kl_gradient,
+    toy_pair,
+    uld,
+)
+from ._core import Feedback, as_number, call_student, choice_feedback
 
 __all__ = [
     "EX1_TEACHER",
@@ -25,6 +36,10 @@ __all__ = [
     "check_epsilon",
     "check_uld_prediction",
     "check_blind_spot",
+    "check_uld_implementation",
+    "check_limit_gradient",
+    "EX7_CHOICES",
+    "check_gradient_verdict",
 ]
 
 #: Exercise 1: one shared vocabulary, compute KL(p_T || p_S) by hand (natural log).
@@ -166,3 +181,188 @@ def check_blind_spot(student) -> Feedback:
                                "Make it prefer another token while keeping ULD at 0.")
     return Feedback(True, f"Right: ULD = 0 although the student bets most on '{fav_s}' and the teacher on "
                           f"'{fav_t}'. That is the blind spot notebook 02 explains.")
+
+
+# --------------------------------------------------------------------------- exercise 5 (implement)
+#: (leading shape, student vocabulary, teacher vocabulary) of the random batches exercise 5 is checked on.
+EX5_CASES = (((2, 3), 5, 8), ((4,), 7, 3), ((1,), 6, 6), ((3, 2), 1, 4))
+
+
+def _uld_variants(s: torch.Tensor, t: torch.Tensor) -> list[tuple[float, str]]:
+    """Values of typical wrong ULD implementations on (s, t), each with what to say about it."""
+    q, p = torch.softmax(s, -1), torch.softmax(t, -1)
+    n = max(q.shape[-1], p.shape[-1])
+    pad = lambda x: torch.nn.functional.pad(x, (0, n - x.shape[-1]))  # noqa: E731
+    desc = lambda x: torch.sort(x, -1, descending=True).values  # noqa: E731
+    k = min(q.shape[-1], p.shape[-1])
+    sorted_l1 = (desc(pad(q)) - desc(pad(p))).abs().sum(-1)
+    return [
+        (float(sorted_l1.sum()), "You summed over positions: average over them instead (one number, the mean)."),
+        (float((pad(q) - pad(p)).abs().sum(-1).mean()), "You compared the probabilities in id order: sort each "
+                                                         "distribution in decreasing order first."),
+        (float((desc(q)[..., :k] - desc(p)[..., :k]).abs().sum(-1).mean()),
+         "You cut the larger vocabulary to the smaller size: zero-pad the smaller one instead, so the mass of "
+         "the extra ranks counts."),
+        (float(sorted_l1.mean() / 2), "That is half of ULD (the total variation): ULD sums the full |differences|."),
+        (float((desc(pad(s)) - desc(pad(t))).abs().sum(-1).mean()), "You sorted the logits: take the softmax first, "
+                                                                     "ULD compares probabilities."),
+    ]
+
+
+def check_uld_implementation(fn) -> Feedback:
+    """Exercise 5: ``fn(student_logits, teacher_logits)`` must equal :func:`uldviz.losses.uld_loss`, value and gradient.
+
+    It is called on random float64 batches of several shapes (:data:`EX5_CASES`), including a student
+    vocabulary larger than the teacher's; the teacher must be a constant target (no gradient).
+    """
+    if fn is None:
+        return Feedback(False, "Replace None with your function (e.g. my_uld_loss), then run the cell again.")
+    if not callable(fn):
+        return Feedback(False, f"Pass the function itself (my_uld_loss, without parentheses), got {type(fn).__name__}.")
+    gen = torch.Generator().manual_seed(5)
+    for lead, vs, vt in EX5_CASES:
+        s = (2 * torch.randn(*lead, vs, generator=gen, dtype=torch.float64)).requires_grad_(True)
+        t = (2 * torch.randn(*lead, vt, generator=gen, dtype=torch.float64)).requires_grad_(True)
+        where = f"student logits of shape {tuple(s.shape)} and teacher logits of shape {tuple(t.shape)}"
+        out = call_student(fn, s, t, where=where)
+        if isinstance(out, Feedback):
+            return out
+        if not isinstance(out, torch.Tensor):
+            return Feedback(False, f"Return a torch tensor (keep the computation in torch so gradients flow), "
+                                   f"got {type(out).__name__}.")
+        if out.numel() != 1:
+            if tuple(out.shape) == tuple(lead):
+                return Feedback(False, "You returned one value per position: average them into one number.")
+            return Feedback(False, f"Return one number (a 0-d tensor), got shape {tuple(out.shape)} on {where}.")
+        want = float(uld_loss(s.detach(), t.detach()))
+        got = float(out.detach())
+        if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
+            for value, message in _uld_variants(s.detach(), t.detach()):
+                if math.isclose(got, value, rel_tol=1e-6, abs_tol=1e-9):
+                    return Feedback(False, message + f" (seen on {where})")
+            return Feedback(False, f"On {where} your value is {got:.6g}, uld_loss gives {want:.6g}. Check each "
+                                   "step: softmax over the last dimension, zero-pad, sort descending, |differences| "
+                                   "summed over the vocabulary, mean over positions.")
+        if not out.requires_grad:
+            return Feedback(False, "The value is right but carries no gradient: did you use .item(), numpy, "
+                                   "or torch.no_grad()? Training needs the gradient w.r.t. the student's logits.")
+        g_s, g_t = torch.autograd.grad(out, (s, t), allow_unused=True)
+        if g_t is not None and g_t.abs().max() > 0:
+            return Feedback(False, "The teacher's logits receive a gradient: in distillation the teacher is a fixed "
+                                   "target. Detach it (teacher_logits.detach()) before the softmax.")
+        leaf = s.detach().clone().requires_grad_(True)
+        (want_g,) = torch.autograd.grad(uld_loss(leaf, t.detach()), leaf)
+        if g_s is None or not torch.allclose(g_s, want_g, rtol=1e-6, atol=1e-9):
+            diff = float("nan") if g_s is None else float((g_s - want_g).abs().max())
+            return Feedback(False, f"The value is right but the gradient w.r.t. the student's logits is not (largest "
+                                   f"difference {diff:.3g} on {where}). Did part of the computation leave torch?")
+    return Feedback(True, f"Right: your ULD equals uldviz.losses.uld_loss in value and gradient on {len(EX5_CASES)} "
+                          "random batches, student vocabulary smaller, larger and equal to the teacher's.")
+
+
+# --------------------------------------------------------------------------- exercise 6 (derive)
+#: ε at which the checker evaluates the gradient by autograd as the ε → 0 limit.
+EX6_EPS = 1e-12
+
+
+def _ex6_pairs() -> list[tuple[dict, dict]]:
+    """The (teacher, student) pairs exercise 6 is checked on: the toy pair, the disagreeing pair, random ones."""
+    pairs = [toy_pair(), disagreeing_pair()]
+    gen = torch.Generator().manual_seed(6)
+    for t_tokens, s_tokens in ((("dog", "cat", "moon", "the"), ("the", "sun", "dog")),
+                               (("moon", "star"), ("dog", "cat", "sun"))):
+        pt = torch.rand(len(t_tokens), generator=gen, dtype=torch.float64) + 0.1
+        ps = torch.rand(len(s_tokens), generator=gen, dtype=torch.float64) + 0.1
+        pairs.append(({k: float(v) for k, v in zip(t_tokens, pt / pt.sum())},
+                      {k: float(v) for k, v in zip(s_tokens, ps / ps.sum())}))
+    return pairs
+
+
+def _as_gradient(answer, tokens: list[str]) -> "dict[str, float] | Feedback":
+    """The student's gradient as {token: float} over the student's tokens, or a Feedback on what is wrong."""
+    if isinstance(answer, Mapping):
+        extra = [k for k in answer if k not in tokens]
+        if extra:
+            return Feedback(False, f"Your gradient has entries for {extra}, which the student does not have: the "
+                                   "student has no logit for them, so there is nothing to differentiate.")
+        missing = [k for k in tokens if k not in answer]
+        if missing:
+            return Feedback(False, f"Give one value per student token; missing {missing}.")
+        values = [answer[k] for k in tokens]
+    else:
+        try:
+            values = [float(v) for v in answer]
+        except TypeError:
+            return Feedback(False, f"Return a dict {{student token: gradient}}, got {type(answer).__name__}.")
+        if len(values) != len(tokens):
+            return Feedback(False, f"Give one value per student token {tokens}, got {len(values)} values.")
+    out = {}
+    for k, v in zip(tokens, values):
+        x = as_number(v, f"The gradient for {k!r}")
+        if isinstance(x, Feedback):
+            return x
+        out[k] = x
+    return out
+
+
+def check_limit_gradient(fn) -> Feedback:
+    """Exercise 6: ``fn(teacher, student)`` gives the limit as ε → 0 of the gradient of KL_ε w.r.t. the student logits.
+
+    Checked against autograd (:func:`uldviz.vocab.smoothed_kl_gradient` at ε = :data:`EX6_EPS`) on the
+    toy pair, the disagreeing pair and random pairs, one of them sharing no token with the teacher.
+    """
+    if fn is None:
+        return Feedback(False, "Replace None with your function (e.g. my_limit_gradient), then run the cell again.")
+    if not callable(fn):
+        return Feedback(False, f"Pass the function itself, without parentheses; got {type(fn).__name__}.")
+    for teacher, student in _ex6_pairs():
+        where = f"teacher {teacher} and student {student}"
+        answer = call_student(fn, dict(teacher), dict(student), where=where)
+        if isinstance(answer, Feedback):
+            return answer
+        got = _as_gradient(answer, list(student))
+        if isinstance(got, Feedback):
+            return got
+        want = smoothed_kl_gradient(teacher, student, EX6_EPS)
+        if all(math.isclose(got[k], want[k], abs_tol=1e-6) for k in want):
+            continue
+        if all(math.isclose(got[k], -want[k], abs_tol=1e-6) for k in want):
+            return Feedback(False, "Opposite sign: that is the direction a training step moves the logits (minus the "
+                                   "gradient). The exercise asks for the gradient itself.")
+        plain = {k: student[k] - teacher.get(k, 0.0) for k in student}
+        if all(math.isclose(got[k], plain[k], abs_tol=1e-6) for k in want):
+            return Feedback(False, "That is p_S − p_T, the gradient of KL on ONE shared vocabulary. Here part of the "
+                                   "teacher's mass sits on tokens the student lacks: where does that change the sum "
+                                   "over v of p_T(v) in the derivative of the softmax?")
+        worst = max(want, key=lambda k: abs(got[k] - want[k]))
+        return Feedback(False, f"Not yet: for {where} your value for {worst!r} is {got[worst]:.4g}, autograd gives "
+                               f"{want[worst]:.4g}. Write KL_ε's terms that depend on z, let ε → 0, then use "
+                               "∂p_S(w)/∂z_v = p_S(w)(δ_wv − p_S(v)).")
+    return Feedback(True, "Right: as ε → 0 the gradient is m·p_S(v) − p_T(v), with m the teacher's mass on the "
+                          "student's tokens. ε has dropped out, and the teacher's tokens the student lacks only "
+                          "enter through m.")
+
+
+# --------------------------------------------------------------------------- exercise 7 (interpret)
+#: The choices of exercise 7: where does training with the ε-smoothed KL take the toy student?
+EX7_CHOICES = {
+    "A": "dog 0.5, cat 0.3, sun 0.2: the teacher's probabilities, with moon's mass given to sun",
+    "B": "dog 0.625, cat 0.375, sun → 0: the teacher renormalised on the tokens both vocabularies have",
+    "C": "dog 0.4, cat 0.4, sun 0.2: it stays where it is, since the gradient does not depend on ε",
+    "D": "nowhere: the loss grows as ε shrinks, so the steps grow too and training never settles",
+}
+_EX7_WHY = {
+    "A": "At dog 0.5, cat 0.3, sun 0.2 the gradient is not 0 (try vocab.smoothed_kl_gradient on it): the student is "
+         "still pushed to lower sun. Nothing ties sun to moon: the student has no logit for moon.",
+    "B": "Right: there the gradient is 0 for every small ε. Training with patch (a) ends at the teacher renormalised "
+         "on the shared tokens, what patch (b) compares; the teacher's moon never reaches the student.",
+    "C": "The gradient at the current student is not 0 (the curves are away from 0): a training step moves it. "
+         "Not depending on ε is not the same as being 0.",
+    "D": "The value grows as ε shrinks, but the gradient curves are flat in ε: the steps do not grow, and they "
+         "vanish where the gradient is 0.",
+}
+
+
+def check_gradient_verdict(choice) -> Feedback:
+    """Exercise 7: the letter of :data:`EX7_CHOICES` that the measured gradient (and exercise 6) support."""
+    return choice_feedback(choice, _EX7_WHY, right="B")

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from .. import ot as uot
-from ..losses import temperature_curve, uld_distance
-from ._core import Feedback, as_number
+from ..losses import temperature_curve, uld_distance, uld_topk_distance
+from ._core import Feedback, as_number, call_student
 
 __all__ = [
     "exercise1_pair",
@@ -21,18 +21,29 @@ __all__ = [
     "check_closed_form",
     "exercise3_logits",
     "check_peak_temperature",
-    "check_disjoint_tv",
+    "EX4_CASES",
+    "check_sorted_plan",
+    "check_topk_equality",
+    "check_zero_one_floor",
 ]
+
+
+def _array(x, none_message: str, not_numbers: str):
+    """The student's answer as a float64 numpy array (lists, arrays, tensors), or a Feedback when it is not one."""
+    if x is None:
+        return Feedback(False, none_message)
+    try:
+        return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    except (TypeError, ValueError):
+        return Feedback(False, not_numbers)
 
 
 def _matrix(x, name: str):
     """The student's answer as a float matrix, or a Feedback explaining why it is not one."""
-    if x is None:
-        return Feedback(False, f"No answer yet: set {name} to your matrix and run the cell again.")
-    try:
-        a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
-    except (TypeError, ValueError):
-        return Feedback(False, f"{name} should be a matrix of numbers (a nested list or a numpy array).")
+    a = _array(x, f"No answer yet: set {name} to your matrix and run the cell again.",
+               f"{name} should be a matrix of numbers (a nested list or a numpy array).")
+    if isinstance(a, Feedback):
+        return a
     if a.ndim != 2:
         return Feedback(False, f"{name} should be 2-dimensional (rows: teacher values, columns: student values).")
     return a
@@ -143,16 +154,127 @@ def check_peak_temperature(T) -> Feedback:
     return Feedback(False, f"ULD({t:g}) = {got:.4f} is not the peak yet: try a {side} temperature.")
 
 
-# --------------------------------------------------------------------------- exercise 4
-def check_disjoint_tv(value) -> Feedback:
-    """Exercise 4: the 0/1-cost OT value between ANY two distributions on disjoint vocabularies."""
-    v = as_number(value, "value")
+# --------------------------------------------------------------------------- exercise 4 (implement)
+def _ex4_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (teacher, student) pairs exercise 4 is checked on: several size combinations, and ties."""
+    rng = np.random.default_rng(4)
+    pairs = [(rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(m))) for n, m in EX4_CASES]
+    pairs.append((np.full(4, 0.25), np.array([0.5, 0.3, 0.2])))  # ties: all four teacher values equal
+    return pairs
+
+
+#: Vocabulary sizes (teacher, student) of the random pairs exercise 4 is checked on (plus one pair with ties).
+EX4_CASES = ((3, 3), (5, 2), (2, 6), (12, 9))
+
+
+def check_sorted_plan(fn) -> Feedback:
+    """Exercise 4: ``fn(p, q)`` returns an optimal N x N plan of ULD's OT problem; checked against POT's optimum.
+
+    The plan must be a coupling of the masses 1/N (rows: padded teacher values, columns: padded
+    student values) whose cost N·⟨T, C⟩ equals N·``ot.emd2`` on every pair of :func:`_ex4_pairs`.
+    """
+    if fn is None:
+        return Feedback(False, "Replace None with your function (e.g. my_sorted_plan), then run the cell again.")
+    if not callable(fn):
+        return Feedback(False, f"Pass the function itself, without parentheses; got {type(fn).__name__}.")
+    pairs = _ex4_pairs()
+    for p, q in pairs:
+        where = f"p of size {len(p)} and q of size {len(q)}"
+        T = call_student(fn, p.copy(), q.copy(), where=where)
+        if isinstance(T, Feedback):
+            return T
+        T = _matrix(T, "The plan")
+        if isinstance(T, Feedback):
+            return T
+        a, b, C = uot.uld_ot_problem(p, q)
+        N = len(a)
+        if T.shape != C.shape:
+            pad = " Zero-pad the smaller vector first." if T.shape == (len(p), len(q)) else ""
+            return Feedback(False, f"For {where} the plan has shape {T.shape}; it must be N x N = {C.shape}.{pad}")
+        if (T < -1e-12).any():
+            return Feedback(False, "A plan moves non-negative amounts of mass: yours has negative entries.")
+        pp, qq = uot.pad_to_common(p, q)
+        if np.allclose(T.sum(1), pp, atol=1e-9) and not np.allclose(pp, a):
+            return Feedback(False, "Your row sums are the probabilities p. In ULD's problem the probabilities are the "
+                                   "POSITIONS of the points; every point carries the same mass 1/N.")
+        if not (np.allclose(T.sum(1), a, atol=1e-9) and np.allclose(T.sum(0), b, atol=1e-9)):
+            return Feedback(False, f"For {where} the row and column sums must all be 1/N = 1/{N}: mass is created "
+                                   "or lost.")
+        cost, best = N * float((T * C).sum()), float(uot.uld_emd(p, q))
+        if cost > best + 1e-9:
+            if np.allclose(T, np.eye(N) / N):
+                hint = "You paired the values in vocabulary order (index i with index i): pair them by rank."
+            else:
+                hint = "Check the order: the largest teacher value goes to the largest student value."
+            return Feedback(False, f"A valid coupling, but not optimal for {where}: N·⟨T, C⟩ = {cost:.4g}, the "
+                                   f"optimum is {best:.4g}. {hint}")
+    return Feedback(True, f"Right: a coupling of the masses 1/N whose cost equals POT's exact optimum on all "
+                          f"{len(pairs)} pairs, different sizes and ties included.")
+
+
+# --------------------------------------------------------------------------- exercise 5 (derive)
+def _as_distribution(x, name: str):
+    """A 1-D probability vector (numpy float64) from the student's answer, or a Feedback on what is wrong."""
+    v = _array(x, f"Replace None in {name} with your vector, then run the cell again.",
+               f"{name} should be a list or array of probabilities.")
     if isinstance(v, Feedback):
         return v
-    if abs(v - 1.0) < 1e-9:
-        return Feedback(True, "Right: every unit of mass must move and every move costs 1, whatever the predictions.")
-    if abs(v) < 1e-9:
-        return Feedback(False, "Zero would mean nothing has to move. Can any token of one vocabulary stay put?")
-    if abs(v - 2.0) < 1e-9:
-        return Feedback(False, "That is the L1 distance; OT moves each unit of mass once.")
-    return Feedback(False, "Not yet. With disjoint vocabularies, how much mass must move, and what does a move cost?")
+    if v.ndim != 1 or v.size == 0:
+        return Feedback(False, f"{name} should be one non-empty vector, got shape {v.shape}.")
+    if not np.isfinite(v).all() or (v < 0).any() or abs(v.sum() - 1) > 1e-6:
+        return Feedback(False, f"{name} should hold finite probabilities >= 0 that sum to 1 (sum {v.sum():.6g}).")
+    return v
+
+
+def check_topk_equality(p, q, k) -> Feedback:
+    """Exercise 5: p, q and k < N with top-k + tail EQUAL to the full ULD although the ranks beyond k differ."""
+    p, q = _as_distribution(p, "my_p"), _as_distribution(q, "my_q")
+    for x in (p, q):
+        if isinstance(x, Feedback):
+            return x
+    if k is None:
+        return Feedback(False, "Replace None in my_k with a whole number, then run the cell again.")
+    N = max(len(p), len(q))
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < N:
+        return Feedback(False, f"my_k must be a whole number from 1 to {N - 1} (smaller than N = {N}), got {k!r}.")
+    tp, tq = (torch.from_numpy(x) for x in (p, q))
+    full = float(uld_distance(tp, tq))
+    approx = float(uld_topk_distance(tp, tq, int(k), tail=True))
+    ps, qs = (np.sort(x)[::-1] for x in uot.pad_to_common(p, q))
+    beyond = float(np.abs(ps[k:] - qs[k:]).sum())
+    if beyond < 1e-6:
+        return Feedback(False, "Beyond rank k your two sorted vectors agree, so there is nothing left out: choose p "
+                               "and q whose ranks after k differ.")
+    if full - approx > 1e-9:
+        return Feedback(False, f"Here top-k + tail is {full - approx:.3g} below the full ULD. In your proof, when is "
+                               "|d_1 + d_2 + ...| equal to |d_1| + |d_2| + ... for the differences beyond rank k?")
+    return Feedback(True, "Right: every difference beyond rank k has the same sign, so the tail term loses nothing: "
+                          "the equality case of the triangle inequality.")
+
+
+# --------------------------------------------------------------------------- exercise 6 (interpret)
+def check_zero_one_floor(answer, shared_mass) -> Feedback:
+    """Exercise 6: the smallest average 0/1-cost OT value any student can reach, given the teacher's shared mass."""
+    s = as_number(shared_mass, "shared_mass")
+    if isinstance(s, Feedback) or not 0.0 <= s <= 1.0:
+        raise ValueError(f"shared_mass must be the teacher's mean mass on shared strings, in [0, 1]: {shared_mass!r}")
+    x = as_number(answer, "Your value")
+    if isinstance(x, Feedback):
+        return x
+    close = lambda a, b: abs(a - b) < 0.005  # noqa: E731 - two decimals are enough
+    if close(x, 1.0 - s):
+        return Feedback(True, "Right: the teacher's mass on strings the student does not have must always move, "
+                              "at cost 1; no student can do better than 1 minus the shared mass.")
+    if close(x, s):
+        return Feedback(False, "That is the mass that CAN stay in place. The cost counts what must move.")
+    if close(x, 0.0):
+        return Feedback(False, "A student can only put probability on its own strings: can the teacher's mass on "
+                               "teacher-only strings ever stay in place?")
+    if close(x, 1.0):
+        return Feedback(False, "1 is the value for disjoint vocabularies. After normalisation these two share "
+                               "strings: some mass can stay in place.")
+    if close(x, 2.0 * (1.0 - s)):
+        return Feedback(False, "That is the L1 distance; optimal transport moves each unit of mass once (total "
+                               "variation is half the L1 distance).")
+    return Feedback(False, "Not yet. Which part of the teacher's mass can never stay in place, whatever the "
+                           "student predicts, and what does moving one unit cost?")

@@ -22,6 +22,7 @@ __all__ = [
     "plot_temperature_curve",
     "plot_topk_error",
     "plot_blind_spot",
+    "plot_shared_mass",
     "markdown_table",
 ]
 
@@ -276,6 +277,25 @@ def plot_blind_spot(p_teacher, q_student, top_k: int = 15):
     axes[1].set_title(f"what it misses: the student puts {q[top].sum():.3f} (teacher: {p[top].sum():.3f})\n"
                       f"of its mass on the teacher's top {top_k} tokens", fontsize=10)
     axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_shared_mass(masses, *, bins: int = 25):
+    """Histogram of the teacher's probability on strings the student also has, one value per predicted position.
+
+    The dashed line is the mean: 1 minus it is the smallest average 0/1-cost OT value any student can reach.
+    """
+    m = _np(masses).reshape(-1)
+    if m.size == 0 or not np.isfinite(m).all() or (m < -1e-9).any() or (m > 1 + 1e-9).any():
+        raise ValueError("masses must be a non-empty array of probabilities in [0, 1]")
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.hist(m, bins=bins, range=(0, 1), color=TEACHER_COLOUR, alpha=0.8)
+    ax.axvline(m.mean(), color="k", ls="--", lw=1, label=f"mean {m.mean():.3f}")
+    ax.set_xlabel("teacher's probability on strings the student's vocabulary also has")
+    ax.set_ylabel("positions")
+    ax.set_title(f"{m.size:,} next-token predictions of the teacher on held-out text")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -21,6 +21,7 @@ __all__ = [
     "plot_distributions",
     "plot_aligned",
     "plot_kl_vs_epsilon",
+    "plot_patch_gradients",
     "plot_intersection_patch",
     "plot_blind_matching",
     "plot_sorted_padded",
@@ -29,6 +30,7 @@ __all__ = [
 TEACHER_COLOUR = "#1f77b4"
 STUDENT_COLOUR = "#ff7f0e"
 _MISSING = "#d62728"
+_TOKEN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b")
 
 
 def _bar_labels(ax, bars, values) -> None:
@@ -93,14 +95,23 @@ def plot_aligned(teacher, student, *, figsize=(6, 3)):
     return fig
 
 
-def plot_kl_vs_epsilon(eps_values, kl_values, *, ratio: float | None = None, figsize=(6, 3.5)):
-    """Patch (a): smoothed KL against ε on log-log axes; ``ratio`` (max/min) is written in the title."""
+def plot_kl_vs_epsilon(eps_values, kl_values, *, ratio: float | None = None, gradients=None, figsize=None):
+    """Patch (a): smoothed KL against ε (log-log); ``ratio`` (max/min) goes in the title.
+
+    With ``gradients`` (``{student token: [∂KL_ε/∂z at each ε]}``, see
+    :func:`uldviz.vocab.gradient_vs_epsilon`) a second panel shows the gradient against the same ε:
+    the value is what you read, the gradient is what training uses.
+    """
     eps = np.asarray(list(eps_values), dtype=float)
     kls = np.asarray(list(kl_values), dtype=float)
     if eps.shape != kls.shape or eps.size == 0:
         raise ValueError(f"eps_values and kl_values must be non-empty and of equal length, "
                          f"got {eps.size} and {kls.size}")
-    fig, ax = plt.subplots(figsize=figsize)
+    if gradients is not None and any(len(v) != eps.size for v in gradients.values()):
+        raise ValueError("every gradient curve must have one value per ε")
+    panels = 1 if gradients is None else 2
+    fig, axes = plt.subplots(1, panels, figsize=figsize or (6 * panels, 3.5), squeeze=False)
+    ax = axes[0, 0]
     ax.loglog(eps, kls, "o-", color=TEACHER_COLOUR)
     ax.set_xlabel("smoothing ε (added to every probability)")
     ax.set_ylabel("KL($p_T^ε$ ‖ $p_S^ε$)  [nats]")
@@ -109,6 +120,48 @@ def plot_kl_vs_epsilon(eps_values, kl_values, *, ratio: float | None = None, fig
         title += f"\nmax / min over this range = {ratio:.3g}"
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
+    if gradients is not None:
+        gax = axes[0, 1]
+        for i, (tok, vals) in enumerate(gradients.items()):
+            gax.semilogx(eps, vals, "o-", ms=3, color=_TOKEN_COLOURS[i % len(_TOKEN_COLOURS)],
+                         label=f"∂/∂z({tok})")
+        gax.axhline(0, color="#888", lw=0.8)
+        gax.set_xlabel("smoothing ε")
+        gax.set_ylabel("gradient w.r.t. the student's logit")
+        gax.set_title("its gradient: what a training step uses\n(one curve per student token)")
+        gax.legend(fontsize=8)
+        gax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_patch_gradients(gradients, *, figsize=None):
+    """One small bar chart per loss: how a training step would move each student logit (minus the gradient).
+
+    ``gradients`` is ``{loss name: {student token: ∂L/∂z}}`` (see :func:`uldviz.vocab.patch_gradients`).
+    Green bars go up (the step raises that token's logit), red bars go down; NaN (undefined) is marked.
+    """
+    names = list(gradients)
+    if not names:
+        raise ValueError("gradients is empty: nothing to plot")
+    fig, axes = plt.subplots(1, len(names), figsize=figsize or (2.6 * len(names), 2.8), sharey=True)
+    axes = np.atleast_1d(axes)
+    finite = [abs(v) for g in gradients.values() for v in g.values() if math.isfinite(v)]
+    top = 1.25 * max(finite + [1e-3])
+    for ax, name in zip(axes, names):
+        toks = list(gradients[name])
+        step = [0.0 if abs(g) < 1e-12 else -g for g in (gradients[name][t] for t in toks)]
+        colours = ["#2ca02c" if v > 1e-12 else _MISSING if v < -1e-12 else "#999" for v in step]
+        ax.bar(range(len(toks)), [0 if not math.isfinite(v) else v for v in step], color=colours)
+        for i, v in enumerate(step):
+            label = "undefined" if not math.isfinite(v) else "0" if v == 0 else f"{v:+.2f}"
+            ax.text(i, (v if math.isfinite(v) else 0) + (0.04 * top if not v < 0 else -0.04 * top), label,
+                    ha="center", va="bottom" if not v < 0 else "top", fontsize=8)
+        ax.axhline(0, color="#888", lw=0.8)
+        ax.set_xticks(range(len(toks)), toks)
+        ax.set_ylim(-top, top)
+        ax.set_title(name, fontsize=10)
+    axes[0].set_ylabel("−∂L/∂z: a step moves\nthe logit this way")
     fig.tight_layout()
     return fig
 

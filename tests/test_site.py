@@ -1,0 +1,159 @@
+"""The course as static HTML (uldviz.site, `make site`): the pieces on small inputs, then a real build in fast mode
+whose index and lesson pages are opened in headless Chromium (Debian's, driven by Playwright, no network)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from nbrun import fast_env
+
+from uldviz import site
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _png() -> str:
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _executed_notebook_with_a_widget():
+    """What nbclient leaves: a PNG output, a widget view, and the widget state (a VBox of slider, HTML, Output)."""
+    png = _png()
+    nb = new_notebook()
+    nb.cells = [new_markdown_cell("# 09 — A test lesson\n\nSome prose."), new_code_cell("plot()"), new_code_cell("w")]
+    nb.cells[1].outputs = [new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})]
+    nb.cells[2].outputs = [new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "box", "version_major": 2, "version_minor": 0},
+        "text/plain": "VBox(...)"})]
+    state = {
+        "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_s", "IPY_MODEL_h", "IPY_MODEL_o"]}},
+        "s": {"model_name": "FloatSliderModel", "state": {"description": "ε <b>", "value": 0.5}},
+        "h": {"model_name": "HTMLModel", "state": {"value": "<b>ULD = 0.2</b>"}},
+        "o": {"model_name": "OutputModel", "state": {"outputs": [
+            {"output_type": "display_data", "data": {"image/png": png}, "metadata": {}}]}},
+    }
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state, "version_major": 2,
+                                                                            "version_minor": 0}}
+    return nb
+
+
+def test_widget_snapshot_holds_the_plot_readout_and_slider_values():
+    nb = _executed_notebook_with_a_widget()
+    assert site.add_widget_snapshots(nb) == 1
+    outs = nb.cells[2].outputs
+    assert len(outs) == 2 and "application/vnd.jupyter.widget-view+json" in outs[0].data
+    snap = outs[1].data["text/html"]
+    assert 'class="uldviz-widget-snapshot"' in snap and "data:image/png;base64," in snap
+    assert "<b>ULD = 0.2</b>" in snap and "ε &lt;b&gt; = 0.5" in snap  # slider text escaped, our HTML kept
+    assert site.add_widget_snapshots(new_notebook()) == 0
+
+
+def test_rendered_page_embeds_plots_widget_state_and_the_snapshot_rule():
+    nb = _executed_notebook_with_a_widget()
+    site.add_widget_snapshots(nb)
+    page = site.render_html(nb, "09 — A test lesson")
+    assert "<title>09 — A test lesson</title>" in page
+    assert page.count("data:image/png;base64,") >= 2  # the plain plot and the widget's snapshot
+    assert "application/vnd.jupyter.widget-state+json" in page  # the live widgets' last state
+    assert ".uldviz-widget-snapshot" in page.split("</head>")[0]
+
+
+def test_index_links_every_lesson_and_escapes_titles():
+    entries = [{"notebook": "01_a.ipynb", "page": "01_a.html", "title": "A <b>", "stated_time": "about 5 minutes",
+                "seconds": 3.0}]
+    page = site.index_html(entries, mode="fast", built="today", repo_url="https://github.com/o/r")
+    assert 'href="01_a.html"' in page and "A &lt;b&gt;" in page and "about 5 minutes" in page
+    assert "colab.research.google.com/github/o/r/blob/main/notebooks/01_a.ipynb" in page
+    assert "fast mode" in page
+
+
+def test_recording_run_times_is_refused_in_fast_mode(monkeypatch, tmp_path):
+    monkeypatch.setenv("ULDVIZ_FAST", "1")
+    with pytest.raises(ValueError, match="fast mode"):
+        site.build_site(tmp_path, record=True)
+    monkeypatch.delenv("ULDVIZ_FAST")
+    with pytest.raises(FileNotFoundError, match="no lesson notebooks"):
+        site.build_site(tmp_path, only=["99"])
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_site_runs_the_builder_into_site():
+    done = subprocess.run(["make", "-n", "-B", "site"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "-m uldviz.site --out site" in done.stdout
+    assert "site/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+# ------------------------------------------------------------------ a real build (fast mode)
+@pytest.fixture(scope="module")
+def fast_site(tmp_path_factory):
+    """The whole site built in fast mode into a temporary folder (the notebooks run once for this module)."""
+    out = tmp_path_factory.mktemp("site")
+    with fast_env(True):
+        summary = site.build_site(out, log=lambda *a: None)
+    return out, summary
+
+
+@pytest.mark.slow
+def test_fast_build_renders_every_lesson_without_solutions(fast_site):
+    out, summary = fast_site
+    names = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert [e["notebook"] for e in summary["pages"]] == names and summary["mode"] == "fast"
+    assert json.loads((out / "build.json").read_text())["bytes"] == summary["bytes"]
+    index = (out / "index.html").read_text()
+    for entry in summary["pages"]:
+        assert f'href="{entry["page"]}"' in index and (out / entry["page"]).stat().st_size > 100_000
+    for stem in ("01_kl_breaks", "02_optimal_transport"):
+        page = (out / f"{stem}.html").read_text()
+        assert "Solutions are hidden" in page and "✅" not in page  # Run All never shows an answer
+        entry = next(e for e in summary["pages"] if e["notebook"].startswith(stem))
+        assert entry["snapshots"] >= 2 and entry["stated_time"].startswith("about ")
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_site_pages_load_in_a_real_browser(fast_site):
+    """Index -> lesson 01 by its link, offline: the page loads and its plots are real images (naturalWidth > 0)."""
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not installed at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed")
+    out, summary = fast_site
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+            # no network: CDN scripts (MathJax, the widget library) fail fast; the pages must stand on their own
+            ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
+                      else route.abort())
+            page = ctx.new_page()
+            page.goto((out / "index.html").as_uri())
+            links = page.locator("a.lesson")
+            assert links.count() == len(summary["pages"])
+            links.filter(has_text="01").first.click()
+            page.wait_for_load_state("load")
+            assert page.url.endswith("01_kl_breaks.html")
+            assert "Why KL divergence breaks" in page.locator("h1").first.inner_text()
+            widths = page.eval_on_selector_all("img[src^='data:image/png']", "els => els.map(e => e.naturalWidth)")
+            assert len(widths) >= 8 and all(w > 0 for w in widths), widths
+            snapshots = page.locator(".uldviz-widget-snapshot img")
+            assert snapshots.count() >= 1 and snapshots.first.evaluate("e => e.naturalWidth") > 0
+            assert snapshots.first.is_visible()  # shown: the live widget library could not load offline
+            page.go_back()
+            assert page.locator("a.lesson").count() == len(summary["pages"])
+        finally:
+            browser.close()
