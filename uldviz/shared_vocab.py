@@ -34,19 +34,13 @@ def surface_vocab(tokenizer) -> dict[str, int]:
 
 def surface_strings(vocab: dict, byte_level: bool) -> dict[str, int]:
     """:func:`surface_vocab` for a raw ``{token as stored: id}`` dict (specials already removed)."""
-    from .tokenization import _byte_decoder, normalized_token
+    from .tokenization import normalized_token
 
-    table = _byte_decoder()
     out: dict[str, int] = {}
     for token, i in sorted(vocab.items(), key=lambda kv: kv[1]):
-        if byte_level and all(ch in table for ch in token):
-            try:
-                surface = bytes(table[ch] for ch in token).decode("utf-8")
-            except UnicodeDecodeError:
-                continue  # part of a multi-byte character: no text is spelled by it alone
-        else:
-            surface = normalized_token(token, False)
-        out.setdefault(surface, i)
+        surface = normalized_token(token, byte_level)
+        if surface:  # "" : part of a multi-byte character, no text is spelled by it alone
+            out.setdefault(surface, i)
     return out
 
 

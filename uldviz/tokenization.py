@@ -271,7 +271,9 @@ def _is_byte_level(tok) -> bool:
 def normalized_token(token: str, byte_level: bool) -> str:
     """The surface text of a vocabulary entry: byte-level symbols decoded to UTF-8 ('Ġ' -> ' '), '▁' -> ' '.
 
-    Byte-level entries that hold an incomplete UTF-8 character keep their raw form, so they match nothing.
+    A byte-level entry that holds an incomplete UTF-8 character (one byte of 'é') spells no text: it
+    gives ``""``, which every comparison of surface strings leaves out. (Its raw form would be wrong:
+    GPT-2 writes byte 0xC3 as the character 'Ã', which another vocabulary may really contain.)
     """
     if byte_level:
         table = _byte_decoder()
@@ -279,7 +281,7 @@ def normalized_token(token: str, byte_level: bool) -> str:
             try:
                 return bytes(table[ch] for ch in token).decode("utf-8")
             except UnicodeDecodeError:
-                return token
+                return ""
     return token.replace("▁", " ")
 
 
@@ -292,7 +294,7 @@ def vocab_overlap(tok_a, tok_b) -> dict:
     def surface(tok) -> set[str]:
         specials = set(getattr(tok, "all_special_tokens", []))
         byte_level = _is_byte_level(tok)
-        return {normalized_token(t, byte_level) for t in tok.get_vocab() if t not in specials}
+        return {normalized_token(t, byte_level) for t in tok.get_vocab() if t not in specials} - {""}
 
     a, b = surface(tok_a), surface(tok_b)
     if not a or not b:
