@@ -7,26 +7,18 @@ import pytest
 
 matplotlib.use("Agg")
 
-from uldviz.distill import DistillConfig, Setup  # noqa: E402
-from uldviz.models import tiny_causal_lm  # noqa: E402
-from uldviz.tokenization import offline_tokenizers  # noqa: E402
+from helpers import tiny_config, tiny_setup  # noqa: E402
+
 from uldviz.widgets.dashboard import DASHBOARD_CLASS, STOP_CLASS, DistillDashboard  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup():
-    from uldviz.corpus import load_corpus, train_val_test_split
-
-    t_tok, s_tok = offline_tokenizers()
-    train_text, val_text, test_text = train_val_test_split(load_corpus()[:60_000], 0.2)
-    teacher = tiny_causal_lm(len(t_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=1)
-    return Setup(teacher, t_tok, s_tok, train_text, val_text[:800], test_text[:800])
+    return tiny_setup(60_000, 800)
 
 
 def base(**kw):
-    cfg = dict(steps=4, batch_size=2, n_layer=1, n_embd=32, n_head=2, n_positions=96, eval_every=2,
-               window_chars=100, train_fraction=0.5, device="cpu")
-    return DistillConfig(**{**cfg, **kw})
+    return tiny_config(**{"batch_size": 2, "window_chars": 100, **kw})
 
 
 def test_widgets_have_css_classes(setup):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import helpers
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,6 @@ import torch.nn.functional as F
 from uldviz import distill
 from uldviz.distill import (
     DistillConfig,
-    Setup,
     StopFlag,
     encode_texts,
     evaluate,
@@ -50,19 +50,11 @@ def toks():
 
 
 @pytest.fixture(scope="module")
-def tiny_setup(toks):
-    from uldviz.corpus import load_corpus, train_val_test_split
-
-    t_tok, s_tok = toks
-    train_text, val_text, test_text = train_val_test_split(load_corpus()[:80_000], 0.2)
-    teacher = tiny_causal_lm(len(t_tok), n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=1)
-    return Setup(teacher, t_tok, s_tok, train_text, val_text[:1500], test_text[:1500])
+def tiny_setup():
+    return helpers.tiny_setup()
 
 
-def tiny_cfg(**kw):
-    base = dict(steps=4, batch_size=4, n_layer=1, n_embd=32, n_head=2, n_positions=96, eval_every=2,
-                window_chars=120, train_fraction=0.5, device="cpu")
-    return DistillConfig(**{**base, **kw})
+tiny_cfg = helpers.tiny_config
 
 
 # ---------------------------------------------------------------- config and names
