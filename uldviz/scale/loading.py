@@ -57,7 +57,11 @@ def same_tokenizer(a, b) -> bool:
 
 def check_context(model, name: str, tokens: int, what: str = "--max-tokens") -> None:
     """Refuse sequences longer than the model's context (a GPT-2 would fail deep inside torch with an index error)."""
-    cfg = model.config
-    context = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
-    if context and tokens > context:
+    from ..metrics import context_length
+
+    try:
+        context = context_length(model)
+    except ValueError:  # a config that does not say: let the model itself complain
+        return
+    if tokens > context:
         raise ValueError(f"{what} {tokens} is longer than the context of {name!r} ({context} tokens); lower it")

@@ -22,6 +22,7 @@ from ..identity import (
     hybrid_uld_terms,
     merged_group_logprobs,
 )
+from ..metrics import context_length
 from ..plots import spans as splots
 from ..shared_vocab import SharedVocab
 from ..spans import TextAlignment, align_text
@@ -73,13 +74,11 @@ def group_values(view: TextAlignment, student_logits, teacher_logits, shared: Sh
 
 
 def _max_positions(model) -> int | None:
-    """The longest input a model takes (GPT-2's n_positions and the like), or None when it does not say."""
-    cfg = getattr(model, "config", None)
-    for name in ("n_positions", "max_position_embeddings"):
-        v = getattr(cfg, name, None)
-        if isinstance(v, int) and v > 1:
-            return v
-    return None
+    """The longest input a model takes (:func:`uldviz.metrics.context_length`), or None when it does not say."""
+    try:
+        return context_length(model)
+    except ValueError:
+        return None
 
 
 class AlignmentExplorer:
