@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAB_ROOT = Path(os.environ.get("ULDVIZ_BROWSER_ROOT", ROOT))
 CHROMIUM = Path(os.environ.get("ULDVIZ_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = ROOT / "artifacts" / "screenshots"
-NOTEBOOKS = ["01_kl_breaks.ipynb", "02_optimal_transport.ipynb", "03_distillation.ipynb"]
+NOTEBOOKS = ["01_kl_breaks.ipynb", "02_optimal_transport.ipynb", "03_distillation.ipynb", "04_beyond_uld.ipynb"]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
