@@ -12,8 +12,11 @@ Fixed before any run (and recorded here, so the shipped results regenerate with 
   2.567 → 2.543 bits per byte over its last 50 steps). An earlier run at 10 % was stopped early
   (``data/results/regime_fraction0.1_partial.json``); its numbers are not used.
 - **Tuning**: each tuned run tries its grid (:data:`~uldviz.distill.experiment.RUNS`, e.g. λ ∈ {0.3, 1, 3})
-  with :data:`GRID_SEEDS`; the value with the lowest mean validation score at the selected step wins.
-  Controls (``*-shuffled``) and ``seqkd+uld`` use the value of the method they control.
+  with :data:`GRID_SEEDS`; the value with the lowest mean validation score at the selected step wins. A
+  winner at an edge of the grid extends it by a factor of 3 beyond that edge, at most :data:`MAX_EXTENSIONS`
+  times (:func:`grid_values`), so that a choice is not an artefact of where the grid stopped; a choice still at
+  an edge is reported as such. Controls (``*-shuffled``) and ``seqkd+uld`` use the value of the method they
+  control.
 - **Reported runs**: :data:`SEEDS` (5 seeds, not the grid's), the same windows per seed for every run.
 
 A difference counts when it is larger than twice the larger of the two runs' seed standard
@@ -39,6 +42,7 @@ __all__ = [
     "results_path",
     "regime_config",
     "load_records",
+    "grid_values",
     "select_value",
     "ready_tasks",
     "run_protocol",
@@ -60,6 +64,8 @@ REGIMES = {
 #: Seeds of the hyper-parameter grids (validation only) and of the reported runs.
 GRID_SEEDS = (100, 101)
 SEEDS = (0, 1, 2, 3, 4)
+#: How many times a grid is extended (×3 or ÷3) beyond an edge that wins on validation.
+MAX_EXTENSIONS = 2
 
 
 def results_path() -> Path:
@@ -129,23 +135,39 @@ def _grid_records(records, regime: str, run: str) -> dict:
     return out
 
 
-def select_value(records, regime: str, run: str, grid_seeds=GRID_SEEDS) -> float | None:
-    """The grid value of ``run`` with the lowest mean VALIDATION score (at each run's selected step).
+def _beyond(v: float, up: bool) -> float:
+    """The next grid value beyond an edge: ×3 or ÷3, rounded to 3 significant digits (it names runs)."""
+    return float(f"{(v * 3 if up else v / 3):.3g}")
 
-    None while a grid run is missing. Only validation scores are read: the test split never
-    influences a choice.
+
+def grid_values(records, regime: str, run: str, grid_seeds=GRID_SEEDS) -> tuple[list, float | None]:
+    """(the values of ``run``'s grid so far, the chosen value or None while a grid run is missing).
+
+    The value with the lowest mean VALIDATION score (at each run's selected step) wins; a winner at an
+    edge adds the next value beyond it (:func:`_beyond`), at most :data:`MAX_EXTENSIONS` times. Only
+    validation scores are read: the test split never influences a choice.
     """
-    grid = RUNS[run].grid
-    if not grid:
+    values = sorted(float(v) for v in RUNS[run].grid)
+    if not values:
         raise ValueError(f"run {run!r} has no grid to select from")
     found = _grid_records(records, regime, run)
-    means = {}
-    for v in grid:
-        seeds = {r["seed"] for r in found.get(float(v), [])}
-        if not set(grid_seeds) <= seeds:
-            return None
-        means[v] = statistics.fmean(r["val_selected"] for r in found[float(v)] if r["seed"] in grid_seeds)
-    return min(grid, key=lambda v: means[v])
+    for extension in range(MAX_EXTENSIONS + 1):
+        means = {}
+        for v in values:
+            got = [r["val_selected"] for r in found.get(v, []) if r["seed"] in grid_seeds]
+            if len(got) < len(grid_seeds):
+                return values, None
+            means[v] = statistics.fmean(got)
+        best = min(values, key=lambda v: means[v])
+        if extension == MAX_EXTENSIONS or values[0] < best < values[-1]:
+            return values, best
+        values = sorted(values + [_beyond(best, up=best == values[-1])])
+    return values, best
+
+
+def select_value(records, regime: str, run: str, grid_seeds=GRID_SEEDS) -> float | None:
+    """The chosen value of ``run`` in ``regime`` (:func:`grid_values`), None while its grid is incomplete."""
+    return grid_values(records, regime, run, grid_seeds)[1]
 
 
 def _owner(run: str) -> str | None:
@@ -166,7 +188,7 @@ def ready_tasks(records, regimes, runs, base: DistillConfig, seeds=SEEDS, grid_s
     tasks = []
     for ri, regime in enumerate(regimes):
         for run in sorted(owners, key=list(RUNS).index):
-            for v in RUNS[run].grid:
+            for v in grid_values(records, regime, run, grid_seeds)[0]:
                 for seed in grid_seeds:
                     tasks.append(((ri, 0, 0, list(RUNS).index(run)), (regime, f"{run}@{v:g}", seed, base_dict, "grid")))
         for run in runs:
@@ -291,13 +313,19 @@ def summarize_protocol(records, seeds=SEEDS, grid_seeds=GRID_SEEDS) -> dict:
         for run, spec in RUNS.items():
             if spec.grid and _grid_records(recs, regime, run):
                 grid = _grid_records(recs, regime, run)
+                values, chosen = grid_values(recs, regime, run, grid_seeds)
                 selection[run] = {"grid": {f"{v:g}": statistics.fmean(r["val_selected"] for r in grid[v])
                                            for v in sorted(grid)},
-                                  "chosen": select_value(recs, regime, run, grid_seeds)}
+                                  "chosen": chosen, "extended": len(values) > len(spec.grid),
+                                  "at_edge": chosen is not None and chosen in (values[0], values[-1])}
         runs = {}
         for run in RUNS:
-            finals = sorted((r for r in recs if r["run"] == run and r["phase"] == "final" and r["seed"] in seeds),
-                            key=lambda r: r["seed"])
+            owner = _owner(run)
+            chosen = select_value(recs, regime, owner, grid_seeds) if owner else None
+            if owner and chosen is None:
+                continue
+            finals = sorted((r for r in recs if r["run"] == run and r["phase"] == "final" and r["seed"] in seeds
+                             and (owner is None or r["value"] == chosen)), key=lambda r: r["seed"])
             if not finals:
                 continue
             runs[run] = {"spec": finals[0]["spec"], "label": run_label(finals[0]["spec"]),
