@@ -1,0 +1,122 @@
+"""The protocol's logic on synthetic records: choices on validation only, grid extension, scheduling, summaries."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from uldviz.distill import DistillConfig
+from uldviz.distill import protocol as P
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rec(run, value, seed, val, test, phase="grid", regime="data-poor", final=None):
+    spec = run if value is None else f"{run}@{value:g}"
+    return {"regime": regime, "run": run, "spec": spec, "value": value, "seed": seed, "phase": phase,
+            "val_selected": val, "test_selected": test, "test_final": test + 0.1 if final is None else final,
+            "selected_step": 100, "seconds": 1.0, "val_steps": [100], "val_bpb": [val], "config": {}}
+
+
+def grid(run, scores, seeds=P.GRID_SEEDS, **kw):
+    """Grid records: value -> validation score (the same for every grid seed); test scores chosen adversarially."""
+    return [rec(run, v, s, val, test=10 - val, **kw) for v, val in scores.items() for s in seeds]
+
+
+def test_choice_reads_validation_only():
+    records = grid("uld-offset", {0.3: 3.0, 1.0: 2.9, 3.0: 2.95, 10.0: 3.2})  # interior minimum at λ = 1
+    assert P.grid_values(records, "data-poor", "uld-offset") == ([0.3, 1.0, 3.0, 10.0], 1.0)
+    # the test scores (10 - val) would have chosen λ = 10: they are never read
+    assert P.select_value(records[:-1], "data-poor", "uld-offset") is None  # a grid run missing: no choice yet
+
+
+def test_a_winner_at_an_edge_extends_the_grid_at_most_twice():
+    records = grid("hybrid", {0.3: 3.0, 1.0: 2.9, 3.0: 2.8})
+    assert P.grid_values(records, "data-poor", "hybrid") == ([0.3, 1.0, 3.0, 9.0], None)  # 9 is asked for
+    records += grid("hybrid", {9.0: 2.85})  # the extension loses: 3 is now an interior winner
+    assert P.grid_values(records, "data-poor", "hybrid") == ([0.3, 1.0, 3.0, 9.0], 3.0)
+    low = grid("ce-ls", {0.05: 2.8, 0.1: 2.9, 0.2: 3.0}) + grid("ce-ls", {0.0167: 2.7}) + grid("ce-ls", {0.00557: 2.6})
+    values, chosen = P.grid_values(low, "data-poor", "ce-ls")
+    assert values == [0.00557, 0.0167, 0.05, 0.1, 0.2] and chosen == 0.00557  # stopped after two: still an edge
+    s = P.summarize_protocol(low)["data-poor"]["selection"]["ce-ls"]
+    assert s["chosen"] == 0.00557 and s["extended"] and s["at_edge"]
+
+
+def test_ready_tasks_run_grids_first_and_controls_wait_for_their_method():
+    base = DistillConfig(device="cpu")
+    tasks = P.ready_tasks([], ["data-poor"], ["ce", "uld-shuffled"], base)
+    phases = [t[4] for t in tasks]
+    assert phases == sorted(phases, key=lambda p: p != "grid")  # grid runs come first
+    assert {t[1] for t in tasks if t[4] == "grid"} == {f"uld-offset@{v:g}" for v in (0.3, 1, 3, 10)}
+    assert [t[1] for t in tasks if t[4] == "final"] == ["ce"] * len(P.SEEDS)  # the control waits for the choice
+    done = grid("uld-offset", {0.3: 3.0, 1.0: 2.9, 3.0: 2.95, 10.0: 3.2})
+    finals = [t for t in P.ready_tasks(done, ["data-poor"], ["ce", "uld-shuffled"], base) if t[4] == "final"]
+    assert {t[1] for t in finals} == {"ce", "uld-shuffled@1"} and len(finals) == 2 * len(P.SEEDS)
+    assert P.ready_tasks(done + [rec("ce", None, s, 3, 3, "final") for s in P.SEEDS], ["data-poor"], ["ce"],
+                         base) == []
+
+
+def test_compare_and_kl_share():
+    a, b = [2.0, 2.1, 2.2], [2.5, 2.5, 2.7]
+    c = P.compare(a, b, [0, 1, 2], [0, 1, 2])
+    assert c["diff"] == pytest.approx(-0.4667, abs=1e-4)
+    assert c["paired_std"] == pytest.approx(statistics.stdev([-0.5, -0.4, -0.5]))
+    assert c["bar"] == pytest.approx(2 * statistics.stdev(b)) and c["beyond"]
+    assert not P.compare([2.0, 2.4], [2.1, 2.2], [0, 1], [0, 1])["beyond"]
+    means = {"ce": 3.0, "ce-same": 3.2, "kl-same": 2.2, "x": 2.5}
+    assert P.kl_share(means, "x") == pytest.approx(0.5)
+    assert P.kl_share({**means, "kl-same": 3.3}, "x") != P.kl_share({**means, "kl-same": 3.3}, "x")  # NaN
+    assert P.kl_share({"ce": 3.0}, "x") != P.kl_share({"ce": 3.0}, "x")
+
+
+def test_summary_uses_the_finals_at_the_chosen_value_only():
+    records = grid("uld-offset", {0.3: 3.0, 1.0: 2.9, 3.0: 2.95, 10.0: 3.2})
+    records += [rec("uld-offset", 1.0, s, 2.9, 2.7 + 0.01 * s, "final") for s in P.SEEDS]
+    records += [rec("uld-offset", 0.3, s, 3.0, 1.0, "final") for s in P.SEEDS]  # left over from another choice
+    records += [rec("uld-shuffled", 1.0, s, 2.9, 2.75 + 0.01 * s, "final") for s in P.SEEDS]
+    records += [rec("ce", None, s, 3.0, 2.8 + 0.02 * s, "final") for s in P.SEEDS]
+    s = P.summarize_protocol(records)["data-poor"]
+    assert s["runs"]["uld-offset"]["spec"] == "uld-offset@1" and s["runs"]["uld-offset"]["selected"]["n"] == 5
+    assert s["runs"]["uld-offset"]["selected"]["mean"] == pytest.approx(2.72)
+    c = P.find_comparison({"data-poor": s}, "data-poor", "uld-offset", "uld-shuffled")
+    assert c["diff"] == pytest.approx(-0.05) and c["paired_std"] == pytest.approx(0, abs=1e-12)
+    assert P.beats({"data-poor": s}, "data-poor", "uld-offset", ("ce",))["ce"] is True
+    assert [r[0] for r in P.result_rows({"data-poor": s}, "data-poor", ["ce", "uld-offset"])] == [
+        "CE only", "CE + λ·ULD, offset-aligned"]
+
+
+def test_results_file_with_other_settings_is_refused(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    other = rec("ce", None, 0, 3.0, 3.0, "final")
+    other["config"] = {"steps": 7}
+    path.write_text(json.dumps(other) + "\n")
+    with pytest.raises(ValueError, match="other settings"):
+        P.run_protocol(path, ["data-poor"], ["ce"], DistillConfig(device="cpu"), jobs=1)
+    path.write_text("not json\n")
+    with pytest.raises(ValueError, match="not a JSON record"):
+        P.load_records(path)
+
+
+@pytest.mark.slow
+def test_protocol_command_runs_resumes_and_reports(tmp_path):
+    """The one command, tiny: grids, selection, finals; a second call finds nothing left to do."""
+    out = tmp_path / "runs.jsonl"
+    cmd = [sys.executable, "-m", "uldviz", "protocol", "--fast", "--runs", "ce", "ce-ls", "--regimes", "data-poor",
+           "--seeds", "0", "1", "--grid-seeds", "100", "--jobs", "2", "--out", str(out)]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    records = P.load_records(out)
+    grid_runs = [r for r in records if r["phase"] == "grid"]
+    assert {r["run"] for r in grid_runs} == {"ce-ls"} and len(grid_runs) >= 3
+    chosen = P.select_value(records, "data-poor", "ce-ls", (100,))
+    assert chosen is not None
+    assert sorted(r["spec"] for r in records if r["phase"] == "final") == sorted(
+        ["ce", "ce"] + [f"ce-ls@{chosen:g}"] * 2)
+    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and len(P.load_records(out)) == len(records)
+    assert "ce-ls − ce" in second.stdout
