@@ -1,9 +1,11 @@
 """uldviz: an interactive teaching kit for the Universal Logit Distillation (ULD) loss.
 
-The maths lives in :mod:`uldviz.losses`, :mod:`uldviz.align`, :mod:`uldviz.ot` and :mod:`uldviz.tokenization`
-(no plotting); plots in :mod:`uldviz.plots`; widgets in :mod:`uldviz.widgets`; the distillation loop in
-:mod:`uldviz.distill`. Import submodules explicitly; this top level only re-exports the losses, and needs only
-torch and numpy (the notebooks' packages are the ``[notebooks]`` extra).
+The maths lives in :mod:`uldviz.losses`, :mod:`uldviz.align`, :mod:`uldviz.spans`, :mod:`uldviz.identity`,
+:mod:`uldviz.shared_vocab`, :mod:`uldviz.ot` and :mod:`uldviz.tokenization` (no plotting); plots in
+:mod:`uldviz.plots`; widgets in :mod:`uldviz.widgets`; the distillation core, objectives and protocol in
+:mod:`uldviz.distill`; real models with ``accelerate`` in :mod:`uldviz.scale`. Import submodules explicitly;
+this top level only re-exports the losses, and needs only torch and numpy (the notebooks' packages are the
+``[notebooks]`` extra).
 """
 
 from .losses import (
