@@ -30,6 +30,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .textblocks import replace_between
+
 __all__ = [
     "READING_WPM",
     "MINUTES_PER_CODE_CELL",
@@ -227,14 +229,6 @@ def set_flag(nb, name: str, value: bool):
         raise ValueError(f"expected one code cell that sets {name} = True/False, found {len(hits)}")
     hits[0].source = pattern.sub(f"{name} = {value}", hits[0].source, count=1)
     return nb
-
-
-def replace_between(text: str, start: str, end: str, new: str) -> str:
-    """``text`` with what lies between the markers ``start`` and ``end`` replaced by ``new`` (markers kept)."""
-    i, j = text.find(start), text.find(end)
-    if i < 0 or j < i:
-        raise ValueError(f"markers {start!r} ... {end!r} not found in order")
-    return text[: i + len(start)] + new + text[j:]
 
 
 # --------------------------------------------------------------------------- the measured record

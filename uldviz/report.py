@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from .textblocks import replace_between
+
 __all__ = ["START", "END", "results_block", "update_readme", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,11 +104,10 @@ def results_block(root: Path = ROOT) -> str:
 def update_readme(path: Path = ROOT / "README.md", check: bool = False) -> bool:
     """Write the block between the markers; with ``check``, only say whether it is current. Returns True if current."""
     text = path.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise ValueError(f"{path} has no {START} ... {END} block")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{START}\n{results_block(path.parent)}\n{END}{tail}"
+    try:
+        new = replace_between(text, START, END, f"\n{results_block(path.parent)}\n")
+    except ValueError as err:
+        raise ValueError(f"{path} has no {START} ... {END} results block") from err
     if new == text:
         return True
     if not check:

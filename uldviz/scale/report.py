@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 from pathlib import Path
 
+from ..textblocks import read_between, replace_between
 from .arithmetic import DOC_SHAPES, render_markdown
 
 __all__ = ["DOC", "RESULTS", "CACHE_MEASURE", "measure_cache", "render_cache", "topk_errors", "render_topk",
@@ -79,20 +79,18 @@ def render_topk(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- scale:{name} -->\n", f"\n<!-- /scale:{name} -->"
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     """``text`` with the block between ``<!-- scale:name -->`` and ``<!-- /scale:name -->`` replaced by ``body``."""
-    pattern = re.compile(rf"(<!-- scale:{name} -->\n).*?(<!-- /scale:{name} -->)", re.S)
-    if not pattern.search(text):
-        raise ValueError(f"no <!-- scale:{name} --> ... <!-- /scale:{name} --> block in the document")
-    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+    return replace_between(text, *_markers(name), body)
 
 
 def read_block(text: str, name: str) -> str:
     """The body of a generated block."""
-    m = re.search(rf"<!-- scale:{name} -->\n(.*?)\n<!-- /scale:{name} -->", text, re.S)
-    if not m:
-        raise ValueError(f"no <!-- scale:{name} --> block in the document")
-    return m.group(1)
+    return read_between(text, *_markers(name))
 
 
 def main(argv: list[str] | None = None) -> int:
