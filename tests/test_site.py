@@ -121,6 +121,7 @@ def test_fast_build_renders_every_lesson_without_solutions(fast_site):
         assert "Solutions are hidden" in page and "✅" not in page  # Run All never shows an answer
         entry = next(e for e in summary["pages"] if e["notebook"].startswith(stem))
         assert entry["snapshots"] >= 2 and entry["stated_time"].startswith("about ")
+        assert entry["peak_mb"] > 100  # the kernel's resident memory was measured (torch alone is more)
 
 
 @pytest.mark.slow

@@ -56,10 +56,49 @@ def _kernel_environment():
             os.environ["MPLBACKEND"] = saved
 
 
-def execute(path, *, timeout: int = 1800, solutions: bool = False):
+class _PeakMemory:
+    """Polls a kernel's resident memory (with its child processes) in a thread; ``peak_mb`` is the maximum seen.
+
+    Needs ``psutil`` (installed with Jupyter); without it ``peak_mb`` stays None.
+    """
+
+    def __init__(self, km, every_s: float = 0.2):
+        import threading
+
+        self.km, self.every_s, self.peak_mb = km, every_s, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        try:
+            import psutil
+        except ImportError:
+            return
+        while not self._stop.wait(self.every_s):
+            pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
+            if pid is None:
+                continue
+            try:
+                proc = psutil.Process(pid)
+                rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            except psutil.Error:
+                continue
+            self.peak_mb = max(self.peak_mb or 0.0, rss / 2**20)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def execute(path, *, timeout: int = 1800, solutions: bool = False, memory: dict | None = None):
     """Run ``path`` in a fresh kernel from its own folder; return ``(executed notebook, seconds)``.
 
-    ``solutions=True`` sets the notebook's ``SHOW_SOLUTIONS = True`` first (an instructor's copy).
+    ``solutions=True`` sets the notebook's ``SHOW_SOLUTIONS = True`` first (an instructor's copy). A ``memory``
+    dict receives ``peak_mb``, the kernel's peak resident memory (polled every 0.2 s).
     """
     import nbformat
     from jupyter_client.manager import KernelManager
@@ -77,10 +116,13 @@ def execute(path, *, timeout: int = 1800, solutions: bool = False):
                                 resources={"metadata": {"path": str(path.parent)}})
         start = time.perf_counter()
         try:
-            client.execute()
+            with _PeakMemory(km) as peak:
+                client.execute()
         except CellExecutionError as err:
             raise RuntimeError(f"{path.name} failed while building the site:\n{err}") from None
         seconds = time.perf_counter() - start
+        if memory is not None:
+            memory["peak_mb"] = peak.peak_mb
     return nb, seconds
 
 
@@ -222,18 +264,21 @@ def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int = 1800
     start, entries = time.perf_counter(), []
     for path in paths:
         log(f"executing {path.name} ({mode} mode) ...")
-        nb, seconds = execute(path, timeout=timeout, solutions=solutions)
+        memory: dict = {}
+        nb, seconds = execute(path, timeout=timeout, solutions=solutions, memory=memory)
         if record:
             stats = lessons.notebook_stats(nb, name=path.stem, run_seconds=seconds)
             machine = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-                       "recorded_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")}
+                       "recorded_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                       "kernel_peak_mb": None if memory.get("peak_mb") is None else round(memory["peak_mb"])}
             lessons.record_run(stats, None if record is True else record, machine=machine)
         snapshots = add_widget_snapshots(nb)
         page = out / f"{path.stem}.html"
         title = _title(nb, path.stem)
         page.write_text(render_html(nb, title), encoding="utf-8")
         entries.append({"notebook": path.name, "page": page.name, "title": title,
-                        "stated_time": _stated_time(nb), "seconds": seconds, "snapshots": snapshots,
+                        "stated_time": _stated_time(nb), "seconds": seconds, "peak_mb": memory.get("peak_mb"),
+                        "snapshots": snapshots,
                         "bytes": page.stat().st_size})
         log(f"  {page.name}: ran in {seconds:.1f} s, {page.stat().st_size / 1e6:.1f} MB, {snapshots} widget snapshots")
     built = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
