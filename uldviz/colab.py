@@ -69,8 +69,9 @@ def launch_cells(notebook_filename: str, repo_url: str = REPO_URL) -> list:
         f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
         f"({colab_url(notebook_filename, repo_url)})"
     )
-    md = nbformat.v4.new_markdown_cell(badge, metadata={"tags": [LAUNCH_TAG]})
-    code = nbformat.v4.new_code_cell(setup_source(repo_url), metadata={"tags": [LAUNCH_TAG]})
+    # fixed cell ids: refreshing the cells changes nothing in a notebook that is already up to date
+    md = nbformat.v4.new_markdown_cell(badge, metadata={"tags": [LAUNCH_TAG]}, id="uldviz-launch-badge")
+    code = nbformat.v4.new_code_cell(setup_source(repo_url), metadata={"tags": [LAUNCH_TAG]}, id="uldviz-launch-setup")
     return [md, code]
 
 
