@@ -691,14 +691,8 @@ def render_markdown(res: dict) -> str:
                   "|---|---|---|---|",
                   f"| {d['steps_per_s']:.2f} | {_ms(d['step_s'])} | {_ms(d['distill_term_s'])} | "
                   f"{d['distill_term_share']:.1%} |"]
-    else:  # measured before the training loop took the objective as a parameter
-        lines += [f"Config {d['config']}; student logits {d['student_logits_shape']}, teacher logits "
-                  f"{d['teacher_logits_shape']}; {d['steps_timed']} steps timed (earlier method: ULD's "
-                  "inputs recorded inside the loop, ULD timed alone; re-measure with `--update --only distill`).",
-                  "", "| steps/s | step (ms) | ULD fwd+bwd (ms) | share of step in ULD | plain ULD (ms) | its share |",
-                  "|---|---|---|---|---|---|",
-                  f"| {d['steps_per_s']:.2f} | {_ms(d['step_s'])} | {_ms(d['uld_s'])} | {d['uld_share']:.1%} | "
-                  f"{_ms(d['plain_uld_s'])} | {d['plain_uld_share_estimate']:.1%} |"]
+    else:
+        lines.append("Not measured in this run.")
     lines += ["", "## Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
     for name, t in res["targets"].items():
         lines.append(f"| {name} | {t['value']:.3g} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
