@@ -111,6 +111,7 @@ def test_protocol_command_runs_resumes_and_reports(tmp_path):
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     records = P.load_records(out)
+    assert all(r["command"] == P.COMMAND for r in records)
     grid_runs = [r for r in records if r["phase"] == "grid"]
     assert {r["run"] for r in grid_runs} == {"ce-ls"} and len(grid_runs) >= 3
     chosen = P.select_value(records, "data-poor", "ce-ls", (100,))

@@ -64,6 +64,8 @@ REGIMES = {
 #: Seeds of the hyper-parameter grids (validation only) and of the reported runs.
 GRID_SEEDS = (100, 101)
 SEEDS = (0, 1, 2, 3, 4)
+#: The one command that (re)generates the shipped results, resuming them; every record carries it.
+COMMAND = "python -m uldviz protocol"
 #: How many times a grid is extended (×3 or ÷3) beyond an edge that wins on validation.
 MAX_EXTENSIONS = 2
 
@@ -113,7 +115,7 @@ def _record(regime: str, spec: str, seed: int, phase: str, res) -> dict:
         "train_ce": [round(v, 4) for v in res.train_ce[::10]],
         "selected_step": res.selected_step, "val_selected": res.val_selected,
         "test_selected": res.test_selected, "test_final": res.test_final, "seconds": round(res.seconds, 1),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": COMMAND,
     }
 
 
