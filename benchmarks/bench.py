@@ -739,6 +739,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = set(parts) - set(PARTS)
     if bad:
         ap.error(f"unknown part(s) {sorted(bad)} in --only; choose from {','.join(PARTS)}")
+    if not args.update and not {"speed", "batch"} <= set(parts):
+        ap.error(f"--only {args.only} leaves out speed or batch, which the targets need: add them, or re-measure "
+                 "parts of an earlier results file with --update")
     previous = None
     if args.update:
         if out is None or not out.exists():

@@ -85,6 +85,9 @@ def test_quick_benchmark_writes_complete_consistent_results(tmp_path, capsys):
     assert again["uld_batch"] != res["uld_batch"]  # re-measured: new timings
     with pytest.raises(SystemExit):
         B.main(["--quick", "--only", "speed,nonsense"])
+    with pytest.raises(SystemExit):  # a lone part without --update: refused before anything runs
+        B.main(["--quick", "--only", "distill"])
+    assert "leaves out speed or batch" in capsys.readouterr().err
 
 
 def _has_objective_api() -> bool:
