@@ -364,11 +364,23 @@ def test_cli_writes_json_with_command(tiny_setup, tmp_path, monkeypatch, capsys)
     assert "test bpb" in capsys.readouterr().out
 
 
-def test_cli_rejects_bad_run():
+@pytest.mark.parametrize("argv, message", [
+    (["--runs", "nonsense"], "unknown run 'nonsense'"),
+    (["--runs", "ce-ls@-1"], "label_smoothing must be in"),
+    (["--runs", "hybrid@abc"], "must be a number"),
+    (["--runs", "ce", "--steps", "0"], "steps must be a positive integer"),
+    (["--runs", "ce", "--jobs", "0"], "--jobs must be >= 1"),
+])
+def test_cli_rejects_bad_input_with_a_usage_error(argv, message, capsys):
+    """One line naming the problem and exit status 2, before any model is loaded (no traceback)."""
     from uldviz.distill import cli
 
-    with pytest.raises(ValueError, match="unknown run"):
-        cli.main(["--runs", "nonsense", "--fast"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--fast"])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.protocol_main(["--runs", "nonsense", "--fast"])
+    assert "unknown run 'nonsense'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

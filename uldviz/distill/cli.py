@@ -19,7 +19,7 @@ import torch
 
 from ..config import fast_mode, pick_device
 from .core import DistillConfig, evaluate
-from .experiment import DEFAULT_RUNS, RUNS, fast_config, parse_run, run_experiment, run_parallel, summarize
+from .experiment import DEFAULT_RUNS, RUNS, fast_config, run_config, run_experiment, run_parallel, summarize
 
 __all__ = ["main", "protocol_main"]
 
@@ -60,18 +60,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _checked(parser: argparse.ArgumentParser, base_of, runs) -> DistillConfig:
+    """The base config, with every run's config built once: a bad option or run name ends as a usage error
+    (exit status 2, one line naming the problem) before any model is loaded."""
+    try:
+        base = base_of()
+        for r in runs:
+            run_config(r, base)
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+    return base
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m uldviz distill``: train, print a table, optionally write JSON."""
     from .data import prepare
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
-    base = _base(args)
+    parser = _parser()
+    args = parser.parse_args(argv)
     runs = args.runs or list(DEFAULT_RUNS)
-    for r in runs:
-        parse_run(r)  # fail early on a bad name
+    base = _checked(parser, lambda: _base(args), runs)
     if args.jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     device = pick_device(args.device)
     print(f"device: {device}" + (" (mixed precision)" if device.type == "cuda" else " (no GPU found: CPU, float32)"),
           file=sys.stderr)
@@ -158,19 +169,19 @@ def protocol_main(argv: list[str] | None = None) -> int:
     from .protocol import REGIMES, load_records, results_path, run_protocol, summarize_protocol
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _protocol_parser().parse_args(argv)
+    parser = _protocol_parser()
+    args = parser.parse_args(argv)
     out = Path(args.out) if args.out else results_path()
     if args.report:
         print(format_report(summarize_protocol(load_records(out), args.seeds, args.grid_seeds)))
         return 0
-    for r in args.runs:
-        parse_run(r)
+    base = _checked(parser, lambda: _base(argparse.Namespace(device=args.device, steps=args.steps, fast=args.fast)),
+                    args.runs)
     if args.generate_text:
         setup = prepare()
         for fraction in args.generate_text:
             print(f"wrote {write_teacher_text(setup, fraction)}")
         return 0
-    base = _base(argparse.Namespace(device=args.device, steps=args.steps, fast=args.fast))
     needs_text = any(RUNS[r].overrides.get("text") == "teacher" for r in args.runs)
     if needs_text:
         setup = None
