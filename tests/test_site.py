@@ -80,13 +80,16 @@ def test_index_links_every_lesson_and_escapes_titles():
     assert "fast mode" in page
 
 
-def test_recording_run_times_is_refused_in_fast_mode(monkeypatch, tmp_path):
+def test_recording_run_times_is_refused_in_fast_mode(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("ULDVIZ_FAST", "1")
     with pytest.raises(ValueError, match="fast mode"):
         site.build_site(tmp_path, record=True)
     monkeypatch.delenv("ULDVIZ_FAST")
     with pytest.raises(FileNotFoundError, match="no lesson notebooks"):
         site.build_site(tmp_path, only=["99"])
+    with pytest.raises(SystemExit) as exit_info:  # the command line says it in one usage line
+        site.main(["--out", str(tmp_path), "--only", "99"])
+    assert exit_info.value.code == 2 and "no lesson notebooks" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

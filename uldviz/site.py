@@ -301,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                          "`python -m uldviz.lessons --write` to update the stated times")
     ap.add_argument("--solutions", action="store_true", help="an instructor's copy: run with SHOW_SOLUTIONS = True")
     args = ap.parse_args(argv)
-    build_site(args.out, only=args.only, timeout=args.timeout, record=args.record, solutions=args.solutions)
+    try:
+        build_site(args.out, only=args.only, timeout=args.timeout, record=args.record, solutions=args.solutions)
+    except (FileNotFoundError, ValueError) as err:  # no lesson matches --only; --record in fast mode
+        ap.error(str(err))
     return 0
 
 
