@@ -40,10 +40,16 @@ def _bar_labels(ax, bars, values) -> None:
                 ha="center", va="bottom", fontsize=9)
 
 
-def plot_distributions(teacher, student, *, titles=("teacher", "student"), figsize=(8, 3)):
-    """Two bar charts, each on its OWN vocabulary axis; tokens the other side lacks get a red hatched edge."""
+def _checked_pair(teacher, student):
+    """Both distributions checked (clear errors on bad input) and the union of their token strings, in order."""
     p = check_distribution(teacher, "teacher")
     q = check_distribution(student, "student")
+    return p, q, union_vocab(p, q)
+
+
+def plot_distributions(teacher, student, *, titles=("teacher", "student"), figsize=(8, 3)):
+    """Two bar charts, each on its OWN vocabulary axis; tokens the other side lacks get a red hatched edge."""
+    p, q, _ = _checked_pair(teacher, student)
     fig, axes = plt.subplots(1, 2, figsize=figsize, sharey=True)
     for ax, dist, other, colour, title in ((axes[0], p, q, TEACHER_COLOUR, titles[0]),
                                           (axes[1], q, p, STUDENT_COLOUR, titles[1])):
@@ -68,9 +74,7 @@ def plot_distributions(teacher, student, *, titles=("teacher", "student"), figsi
 
 def plot_aligned(teacher, student, *, figsize=(6, 3)):
     """Both distributions on the UNION of token strings: the zeros KL must take a log of are marked."""
-    p = check_distribution(teacher, "teacher")
-    q = check_distribution(student, "student")
-    labels = union_vocab(p, q)
+    p, q, labels = _checked_pair(teacher, student)
     x = np.arange(len(labels))
     w = 0.38
     fig, ax = plt.subplots(figsize=figsize)
@@ -168,9 +172,7 @@ def plot_patch_gradients(gradients, *, figsize=None):
 
 def plot_intersection_patch(teacher, student, *, figsize=(9, 3)):
     """Patch (b): left, what is thrown away (tokens only one side has); right, the renormalised shared part."""
-    p = check_distribution(teacher, "teacher")
-    q = check_distribution(student, "student")
-    labels = union_vocab(p, q)
+    p, q, labels = _checked_pair(teacher, student)
     shared = intersection_vocab(p, q)
     mp, mq = shared_mass(p, q)
     fig, axes = plt.subplots(1, 2, figsize=figsize, sharey=True)
@@ -200,8 +202,7 @@ def plot_intersection_patch(teacher, student, *, figsize=(9, 3)):
 
 def plot_blind_matching(teacher, student, *, figsize=(7, 3.4)):
     """Patch (c): teacher tokens (top) joined to the student tokens with the same id (bottom); red: other strings."""
-    p = check_distribution(teacher, "teacher")
-    q = check_distribution(student, "student")
+    p, q, _ = _checked_pair(teacher, student)
     pairs = blind_id_pairs(p, q)
     n = max(len(p), len(q))
     fig, ax = plt.subplots(figsize=figsize)
@@ -228,8 +229,7 @@ def plot_blind_matching(teacher, student, *, figsize=(7, 3.4)):
 
 def plot_sorted_padded(teacher, student, *, figsize=(6, 3)):
     """What ULD compares: both distributions sorted descending and zero-padded to one length, with |differences|."""
-    p = check_distribution(teacher, "teacher")
-    q = check_distribution(student, "student")
+    p, q, _ = _checked_pair(teacher, student)
     as_t = lambda d: torch.tensor(list(d.values()), dtype=torch.float64)
     ps, qs = (v.tolist() for v in sorted_padded(as_t(p), as_t(q)))
     x = np.arange(len(ps))
