@@ -325,8 +325,11 @@ def train(cfg: DistillConfig, setup, name: str = "run", objective: Callable | No
     if not res.val_steps or res.val_steps[-1] != res.steps_done:
         validate(res.steps_done)  # the last step is always a candidate checkpoint
     res.test_final = evaluate(student, s_tok, setup.test_text, block)
-    student.load_state_dict(best_state)
-    res.test_selected = evaluate(student, s_tok, setup.test_text, block)
+    if res.selected_step == res.steps_done:  # the selected checkpoint is the final model: already scored
+        res.test_selected = res.test_final
+    else:
+        student.load_state_dict(best_state)
+        res.test_selected = evaluate(student, s_tok, setup.test_text, block)
     res.seconds = time.perf_counter() - start
     if sample_prompt:
         from .data import generate
