@@ -111,10 +111,10 @@ def _groups(batch, student_tokenizer, teacher_tokenizer, device):
 
 
 def _permute(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Rows of ``x`` in a random order (the shuffled-teacher control), or ``x`` when there is no generator."""
+    """Every row of ``x`` in the shuffled control's order (:func:`shuffle_pairs`), or ``x`` with no generator."""
     if generator is None:
         return x
-    return x[torch.randperm(x.shape[0], generator=generator).to(x.device)]
+    return shuffle_pairs(x, torch.ones(x.shape[0], dtype=torch.bool), generator)
 
 
 def hybrid_term(s_logits, t_logits, batch, *, shared, student_tokenizer, teacher_tokenizer,
