@@ -452,3 +452,13 @@ def test_hub_preset_loads_local_save_pretrained_models(tmp_path, toks):
     setup.val_text, setup.test_text = setup.val_text[:1500], setup.test_text[:1500]
     res = train(run_config("uld-offset", tiny_cfg(steps=2)), setup, sample_prompt=None)
     assert math.isfinite(res.test_selected)
+
+
+def test_each_method_names_its_shuffled_control():
+    from uldviz.distill.experiment import shuffled_control
+
+    assert [shuffled_control(m) for m in ("uld-offset", "hybrid", "chunk-lik", "ce", "seqkd+uld")] == [
+        "uld-shuffled", "hybrid-shuffled", "chunk-lik-shuffled", None, None]
+    with pytest.raises(ValueError, match="unknown run"):
+        shuffled_control("nonsense")
+

@@ -22,6 +22,7 @@ __all__ = [
     "RUN_LABELS",
     "DEFAULT_RUNS",
     "parse_run",
+    "shuffled_control",
     "run_config",
     "run_label",
     "fast_config",
@@ -89,6 +90,12 @@ def _spec(name: str) -> RunSpec:
     if name not in RUNS:
         raise ValueError(f"unknown run {name!r}; choose from {', '.join(RUNS)} (optionally NAME@VALUE)")
     return RUNS[name]
+
+
+def shuffled_control(name: str) -> str | None:
+    """The shuffled-teacher control of run ``name``: the run that inherits its value and shuffles the teacher."""
+    _spec(name)
+    return next((n for n, s in RUNS.items() if s.inherits == name and s.overrides.get("shuffle_teacher")), None)
 
 
 def tuned_field(name: str) -> str | None:
@@ -268,10 +275,15 @@ def run_parallel(runs, seeds, preset: str, base: DistillConfig, jobs: int, progr
     return out
 
 
+def mean_std(vals) -> dict:
+    """Mean and sample standard deviation over seeds (0 for a single seed): the kit's one summary of runs."""
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+
+
 def summarize(results: dict) -> dict:
     """Per run: seeds, test bits per byte at the selected step and at the end, their means and sample stds."""
     def stats(vals):
-        return {"values": vals, "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+        return {"values": vals, **mean_std(vals)}
 
     out = {}
     for name, rs in results.items():

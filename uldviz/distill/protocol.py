@@ -33,7 +33,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from .core import DistillConfig, train
-from .experiment import RUNS, run_config, run_label
+from .experiment import RUNS, mean_std, run_config, run_label, shuffled_control
 
 __all__ = [
     "REGIMES",
@@ -253,7 +253,8 @@ def run_protocol(path, regimes=tuple(REGIMES), runs=tuple(RUNS), base: DistillCo
 
 # --------------------------------------------------------------------------- summaries
 def _stats(vals: list) -> dict:
-    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
+    """:func:`~uldviz.distill.experiment.mean_std` with the number of seeds ``n``."""
+    return {**mean_std(vals), "n": len(vals)}
 
 
 #: The comparisons the notebooks report: (a, b, what it measures). Differences are a − b (negative: a better).
@@ -313,8 +314,7 @@ def summarize_protocol(records, seeds=SEEDS, grid_seeds=GRID_SEEDS) -> dict:
             continue
         selection = {}
         for run, spec in RUNS.items():
-            if spec.grid and _grid_records(recs, regime, run):
-                grid = _grid_records(recs, regime, run)
+            if spec.grid and (grid := _grid_records(recs, regime, run)):
                 values, chosen = grid_values(recs, regime, run, grid_seeds)
                 selection[run] = {"grid": {f"{v:g}": statistics.fmean(r["val_selected"] for r in grid[v])
                                            for v in sorted(grid)},
@@ -398,8 +398,7 @@ def beats(summary: dict, regime: str, method: str, others=("ce", "ce-ls")) -> di
     for other in others:
         c = find_comparison(summary, regime, method, other)
         out[other] = None if c is None else bool(c["beyond"] and c["diff"] < 0)
-    control = f"{method}-shuffled" if f"{method}-shuffled" in RUNS else ("uld-shuffled" if method == "uld-offset"
-                                                                        else None)
+    control = shuffled_control(method)
     if control:
         c = find_comparison(summary, regime, method, control)
         out["shuffled"] = None if c is None else bool(c["beyond"] and c["diff"] < 0)
