@@ -37,6 +37,9 @@ __all__ = [
 
 #: The student's share of the text is cut into blocks of this many characters (see :func:`student_subset`).
 SEQKD_BLOCK_CHARS = 2000
+#: The teacher continues each block from its first this-many tokens, sampling at this temperature (seqkd).
+SEQKD_PROMPT_TOKENS = 16
+SEQKD_TEMPERATURE = 1.0
 
 
 @dataclass
@@ -187,8 +190,9 @@ def generate(model, tokenizer, prompt: str, max_new_tokens: int = 40, temperatur
 
 
 # --------------------------------------------------------------------------- teacher-generated text (seqkd)
-def generate_teacher_text(teacher, tokenizer, train_text: str, fraction: float, *, prompt_tokens: int = 16,
-                          seed: int = 0, temperature: float = 1.0, block_chars: int = SEQKD_BLOCK_CHARS,
+def generate_teacher_text(teacher, tokenizer, train_text: str, fraction: float, *,
+                          prompt_tokens: int = SEQKD_PROMPT_TOKENS, seed: int = 0,
+                          temperature: float = SEQKD_TEMPERATURE, block_chars: int = SEQKD_BLOCK_CHARS,
                           batch_size: int = 64) -> str:
     """The teacher writes the student's training text: one block per block of :func:`student_subset`.
 
@@ -232,7 +236,8 @@ def write_teacher_text(setup: Setup, fraction: float, path: Path | None = None, 
     path.write_text(text, encoding="utf-8")
     real = student_subset(setup.train_text, fraction)
     card = {"command": f"python -m uldviz protocol --generate-text {fraction:g}", "fraction": fraction, "seed": seed,
-            "temperature": 1.0, "prompt_tokens": 16, "chars": len(text), "real_chars": len(real),
+            "temperature": SEQKD_TEMPERATURE, "prompt_tokens": SEQKD_PROMPT_TOKENS, "chars": len(text),
+            "real_chars": len(real),
             "seconds": round(time.perf_counter() - start, 1), "teacher": setup.teacher_card.get("name", "")}
     path.with_suffix(".json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     setup.generated[fraction] = text
