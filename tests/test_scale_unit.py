@@ -171,3 +171,23 @@ def test_topk_errors_come_from_the_benchmark_file():
     assert rows[0]["mean_rel_error"] == first["topk_error"][k]["mean_rel_error"]
     assert replace_block("a\n<!-- scale:x -->\nold\n<!-- /scale:x -->\nb", "x", "new") == \
         "a\n<!-- scale:x -->\nnew\n<!-- /scale:x -->\nb"
+
+
+def test_span_groups_of_a_scaled_batch_are_exactly_the_answer_groups():
+    """hybrid/chunk count a group when its first token is answer text: not the prompt's last group, and the
+    answer's last group too (a position i marks token i+1, so the group starting at s is read at s - 1)."""
+    from uldviz.scale.data import encode_examples
+    from uldviz.scale.objectives import LossContext, _span_pairs
+    from uldviz.spans import align_batch
+    from uldviz.tokenization import offline_tokenizers
+
+    tok_a, tok_b = offline_tokenizers()[:2]
+    ex = Example("The quick brown", " fox jumps over the lazy dog.")
+    batch = encode_examples([ex], [0], tok_b, tok_a, 64)
+    groups, n = _span_pairs(batch, LossContext(cfg=None, student_tokenizer=tok_b, teacher_tokenizer=tok_a))
+    sp = align_batch(batch, tok_b, tok_a)
+    want = [int(s0) for s0, lo in zip(sp.student_start, sp.byte_start) if int(lo) >= len(ex.prompt.encode())]
+    assert groups[1].tolist() == want and n == len(want) > 3
+    last = int(sp.byte_end[-1])
+    assert ex.text.encode()[:last].endswith(b".") and int(sp.student_start[-1]) in want
+

@@ -140,7 +140,9 @@ def _span_pairs(batch, ctx):
     """
     spans = importlib.import_module("uldviz.spans")
     sp = spans.align_batch(batch, ctx.student_tokenizer, ctx.teacher_tokenizer)
-    keep = batch.student_answer.cpu()[sp.sample, sp.student_start]  # the group's first token is an answer token
+    # student_answer[i] marks that token i+1 is answer text, so position start - 1 (which predicts the group's first
+    # token) says whether the group is part of the answer
+    keep = batch.student_answer.cpu()[sp.sample, sp.student_start - 1]
     groups = tuple(t[keep] for t in (sp.sample, sp.student_start, sp.student_end, sp.teacher_start, sp.teacher_end))
     return groups, int(keep.sum())
 
