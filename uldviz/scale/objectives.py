@@ -4,14 +4,11 @@ Each :class:`Objective` says what it needs from the teacher (its logits, a top-k
 student and teacher positions of a batch (``pair``, computed before any forward pass so the loop can normalise by
 the global number of pairs), and its summed term (``term``). The maths is the kit's: :mod:`uldviz.losses` and
 :mod:`uldviz.align`; this module only wires it. ``hybrid`` and ``chunk`` are adapters to the identity-preserving
-losses of :mod:`uldviz.identity` (notebook 04): registered here, and selecting them before that module exists
-raises an error that says so.
+losses of notebook 04 (:mod:`uldviz.spans` groups, :mod:`uldviz.identity` losses).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -50,17 +47,7 @@ class Objective:
     teacher: str  # "logits": a teacher model runs; "cache": targets come from a teacher cache; "none"
     pair: Callable | None = None
     term: Callable | None = None
-    requires: tuple = ()  # modules that must be importable
     same_tokenizer: bool = False
-
-    def check_available(self) -> None:
-        """Raise an ImportError naming the missing module when this loss cannot run in this version of the kit."""
-        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ImportError(
-                f"loss {self.name!r} needs {', '.join(missing)} (the identity-preserving losses of notebook 04), "
-                "which this version of uldviz does not have yet; use --loss uld (or kl for one shared tokenizer)"
-            )
 
 
 # --------------------------------------------------------------------------- pairing
@@ -132,14 +119,15 @@ def _cached_uld_term(s_logits, _teacher, batch, targets, ctx):
                                       mask=targets.mask.to(s_logits.device), reduction="sum")
 
 
-# --------------------------------------------------------------------------- adapters to uldviz.identity (issue 12)
+# --------------------------------------------------------------------------- adapters to notebook 04's losses
 def _span_pairs(batch, ctx):
     """Groups of student and teacher tokens covering the same text (:func:`uldviz.spans.align_batch`), answer only.
 
     Returns ((sample, student_start, student_end, teacher_start, teacher_end), number of groups).
     """
-    spans = importlib.import_module("uldviz.spans")
-    sp = spans.align_batch(batch, ctx.student_tokenizer, ctx.teacher_tokenizer)
+    from ..spans import align_batch
+
+    sp = align_batch(batch, ctx.student_tokenizer, ctx.teacher_tokenizer)
     # student_answer[i] marks that token i+1 is answer text, so position start - 1 (which predicts the group's first
     # token) says whether the group is part of the answer
     keep = batch.student_answer.cpu()[sp.sample, sp.student_start - 1]
@@ -151,27 +139,28 @@ def _hybrid_term(s_logits, t_logits, batch, groups, ctx):
     """GOLD-style hybrid per span group: divergence on the strings both vocabularies share, sorted L1 on the rest."""
     if groups[0].numel() == 0:
         return _nothing(s_logits)
-    identity = importlib.import_module("uldviz.identity")
-    shared = ctx.once("shared_vocab", lambda: importlib.import_module("uldviz.shared_vocab").SharedVocab
-                      .from_tokenizers(ctx.student_tokenizer, ctx.teacher_tokenizer))
+    from ..identity import hybrid_uld_loss, merged_group_logprobs
+    from ..shared_vocab import SharedVocab
+
+    shared = ctx.once("shared_vocab", lambda: SharedVocab.from_tokenizers(ctx.student_tokenizer, ctx.teacher_tokenizer))
     b, s0, s1, t0, t1 = (g.to(s_logits.device) for g in groups)
-    s_lp = identity.merged_group_logprobs(s_logits, batch.student_ids, b, s0, s1)
+    s_lp = merged_group_logprobs(s_logits, batch.student_ids, b, s0, s1)
     with torch.no_grad():
-        t_lp = identity.merged_group_logprobs(t_logits, batch.teacher_ids, b, t0, t1)
-    return identity.hybrid_uld_loss(s_lp, t_lp, shared, reduction="sum")
+        t_lp = merged_group_logprobs(t_logits, batch.teacher_ids, b, t0, t1)
+    return hybrid_uld_loss(s_lp, t_lp, shared, reduction="sum")
 
 
 def _chunk_term(s_logits, t_logits, batch, groups, ctx):
     """ALM-style chunk-likelihood matching over the aligned groups (τ from the config)."""
     if groups[0].numel() == 0:
         return _nothing(s_logits)
-    identity = importlib.import_module("uldviz.identity")
+    from ..identity import chunk_likelihood_loss, chunk_log_likelihoods
+
     b, s0, s1, t0, t1 = (g.to(s_logits.device) for g in groups)
-    s_ll = identity.chunk_log_likelihoods(s_logits, batch.student_ids, b, s0, s1)
+    s_ll = chunk_log_likelihoods(s_logits, batch.student_ids, b, s0, s1)
     with torch.no_grad():
-        t_ll = identity.chunk_log_likelihoods(t_logits, batch.teacher_ids, b, t0, t1)
-    return identity.chunk_likelihood_loss(s_ll, t_ll, tau=getattr(ctx.cfg, "chunk_tau", identity.ALM_TAU),
-                                          reduction="sum")
+        t_ll = chunk_log_likelihoods(t_logits, batch.teacher_ids, b, t0, t1)
+    return chunk_likelihood_loss(s_ll, t_ll, tau=ctx.cfg.chunk_tau, reduction="sum")
 
 
 #: name -> Objective. Add a loss with :func:`register`.
@@ -191,9 +180,8 @@ register(Objective("kl", "KL(teacher || student), one shared tokenizer only", "l
 register(Objective("uld-cache", "top-k ULD from a teacher cache (no teacher in memory)", "cache", _cached_pairs,
                    _cached_uld_term))
 register(Objective("hybrid", "divergence on shared token strings + sorted L1 on the rest, per span group (GOLD)",
-                   "logits", _span_pairs, _hybrid_term, requires=("uldviz.identity", "uldviz.shared_vocab")))
-register(Objective("chunk", "likelihood of aligned text chunks (ALM)", "logits", _span_pairs, _chunk_term,
-                   requires=("uldviz.identity", "uldviz.spans")))
+                   "logits", _span_pairs, _hybrid_term))
+register(Objective("chunk", "likelihood of aligned text chunks (ALM)", "logits", _span_pairs, _chunk_term))
 
 
 def get_objective(name: str, cached: bool = False) -> Objective:
@@ -204,9 +192,7 @@ def get_objective(name: str, cached: bool = False) -> Objective:
         if name != "uld":
             raise ValueError(f"a teacher cache holds ULD's top-k targets: it trains --loss uld, not {name!r}")
         name = "uld-cache"
-    objective = OBJECTIVES[name]
-    objective.check_available()
-    return objective
+    return OBJECTIVES[name]
 
 
 # --------------------------------------------------------------------------- one micro-batch
