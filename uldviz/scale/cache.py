@@ -22,6 +22,7 @@ import torch
 
 from .config import ScaleConfig, parse_and_run
 from .data import encode_examples, fingerprint, load_examples
+from .loading import output_vocab
 from .objectives import answer_pairs
 
 __all__ = ["CACHE_FORMAT", "CACHE_DTYPES", "CachedTargets", "TeacherCache", "cache_row_bytes", "write_teacher_cache",
@@ -74,7 +75,7 @@ def write_teacher_cache(teacher, teacher_tok, student_tok, examples, out_dir, *,
 
     if dtype not in CACHE_DTYPES:
         raise ValueError(f"cache dtype must be one of {list(CACHE_DTYPES)}, got {dtype!r}")
-    t_vocab = min(len(teacher_tok), teacher.get_output_embeddings().weight.shape[0])
+    t_vocab = output_vocab(teacher, teacher_tok)
     if not 1 <= k <= t_vocab:
         raise ValueError(f"top_k must be between 1 and the teacher's vocabulary ({t_vocab}), got {k}")
     out = Path(out_dir)
