@@ -92,3 +92,12 @@ def test_bad_vocab_arguments():
         SharedVocab.from_vocabs({}, {"a": 0})
     with pytest.raises(TypeError, match="tokenizer"):
         surface_vocab(object())
+
+
+def test_unshared_ids_are_the_complement_in_id_order_built_once():
+    sv = SharedVocab.from_vocabs({"a": 0, "b": 2, "c": 3}, {"b": 1, "c": 4, "d": 0})
+    assert sv.unshared_ids("student", 5).tolist() == [0, 1, 4]
+    assert sv.unshared_ids("teacher", 6).tolist() == [0, 2, 3, 5]
+    assert sv.unshared_ids("teacher", 6) is sv.unshared_ids("teacher", 6)  # kept, not rebuilt each step
+    with pytest.raises(ValueError, match="side must be"):
+        sv.unshared_ids("both", 5)

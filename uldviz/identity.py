@@ -77,8 +77,6 @@ def _check_groups(sample, start, end, batch: int, length: int, device) -> tuple[
     if not (s.numel() == a.numel() == b.numel()):
         raise ValueError(f"sample, start and end must have one entry per group, got {s.numel()}, {a.numel()}, "
                          f"{b.numel()}")
-    if s.numel() == 0:
-        raise ValueError("no group given (G = 0): there is nothing to compare")
     if int(s.min()) < 0 or int(s.max()) >= batch:
         raise ValueError(f"sample indices must be in [0, {batch})")
     if int(a.min()) < 1:
@@ -108,7 +106,11 @@ def token_logprobs(logits, ids) -> torch.Tensor:
     without materialising the full log-softmax.
     """
     z = validate_logits(logits, "logits")
-    x = _check_ids(ids, z)
+    return _token_logprobs(z, _check_ids(ids, z))
+
+
+def _token_logprobs(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """:func:`token_logprobs` on logits and ids already checked (one validation pass per call site)."""
     z = z.to(_compute_dtype(z))
     prev = z[:, :-1]
     picked = prev.gather(-1, x[:, 1:, None]).squeeze(-1) - torch.logsumexp(prev, dim=-1)
@@ -159,7 +161,7 @@ def merged_group_logprobs(logits, ids, sample, start, end, *, anchor: str = "fir
     if anchor not in ("first", "last"):
         raise ValueError(f"anchor must be 'first' or 'last', got {anchor!r}")
     z = validate_logits(logits, "logits")
-    lp = token_logprobs(z, ids)
+    lp = _token_logprobs(z, _check_ids(ids, z))
     s, a, b = _check_groups(sample, start, end, lp.shape[0], lp.shape[1], lp.device)
     z = z.to(_compute_dtype(z))
     rows = lp[s]
@@ -213,13 +215,6 @@ class HybridTerms(NamedTuple):
     weight: float
 
 
-def _unshared(ids: torch.Tensor, size: int) -> torch.Tensor:
-    """The ids of a vocabulary of ``size`` that are not in ``ids``."""
-    keep = torch.ones(size, dtype=torch.bool, device=ids.device)
-    keep[ids] = False
-    return keep.nonzero().squeeze(-1)
-
-
 def hybrid_uld_terms(student_logprobs, teacher_logprobs, shared: SharedVocab, *, weight=None,
                      divergence: str = "gkl", beta: float = GOLD_BETA) -> HybridTerms:
     r"""The two per-group parts of :func:`hybrid_uld_loss` and the weight w (see there)."""
@@ -233,8 +228,7 @@ def hybrid_uld_terms(student_logprobs, teacher_logprobs, shared: SharedVocab, *,
         raise ValueError(f"student_logprobs {tuple(s.shape)} and teacher_logprobs {tuple(t.shape)} must have the "
                          "same groups (all dimensions but the last)")
     vs, vt = s.shape[-1], t.shape[-1]
-    sid, tid = shared.student_ids.to(s.device), shared.teacher_ids.to(t.device)
-    if len(shared) and (int(sid.max()) >= vs or int(tid.max()) >= vt):
+    if len(shared) and (int(shared.student_ids.max()) >= vs or int(shared.teacher_ids.max()) >= vt):
         raise ValueError(f"the shared vocabulary has ids past these logprobs' vocabularies (student {vs}, teacher "
                          f"{vt}): was it built for other tokenizers?")
     if weight is None:
@@ -246,12 +240,12 @@ def hybrid_uld_terms(student_logprobs, teacher_logprobs, shared: SharedVocab, *,
     dtype = torch.promote_types(_compute_dtype(s), _compute_dtype(t))
     s, t = s.to(dtype), t.detach().to(dtype)
     if len(shared):
-        ls, lt = s[..., sid], t[..., tid]
+        ls, lt = s[..., shared.student_ids.to(s.device)], t[..., shared.teacher_ids.to(t.device)]
         div = generalized_kl(lt, ls) if divergence == "gkl" else generalized_jsd(lt, ls, beta)
     else:
         div = s.new_zeros(s.shape[:-1])
-    q = s[..., _unshared(sid, vs)].exp()
-    p = t[..., _unshared(tid, vt)].exp()
+    q = s[..., shared.unshared_ids("student", vs).to(s.device)].exp()
+    p = t[..., shared.unshared_ids("teacher", vt).to(t.device)].exp()
     if q.shape[-1] and p.shape[-1]:
         rest = uld_distance(q, p)
     else:  # one side has no unshared token: sorted L1 against zero padding is the other side's mass

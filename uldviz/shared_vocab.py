@@ -58,6 +58,7 @@ class SharedVocab:
     strings: list = field(default_factory=list)
     student_size: int | None = None
     teacher_size: int | None = None
+    _unshared: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (side, size) -> ids
 
     def __post_init__(self):
         s, t = torch.as_tensor(self.student_ids), torch.as_tensor(self.teacher_ids)
@@ -80,6 +81,20 @@ class SharedVocab:
 
     def __len__(self) -> int:
         return int(self.student_ids.numel())
+
+    def unshared_ids(self, side: str, size: int) -> torch.Tensor:
+        """The ids of ``side``'s vocabulary of ``size`` (a logits width) that spell no shared string, in id order.
+
+        Built once per (side, size) and kept: a training loop asks for them every step.
+        """
+        if (side, size) not in self._unshared:
+            ids = {"student": self.student_ids, "teacher": self.teacher_ids}.get(side)
+            if ids is None:
+                raise ValueError(f"side must be 'student' or 'teacher', got {side!r}")
+            keep = torch.ones(size, dtype=torch.bool)
+            keep[ids] = False
+            self._unshared[(side, size)] = keep.nonzero().squeeze(-1)
+        return self._unshared[(side, size)]
 
     @property
     def num_shared(self) -> int:

@@ -177,12 +177,8 @@ def plot_group_losses(teacher_logprobs, student_logprobs, shared: SharedVocab, *
         panels["shared"] = ([], [], [])
     axes[1].set_title(f"merged distributions on shared strings (top {top_k})", fontsize=9)
     # hybrid: sorted unshared remainders
-    keep_t = torch.ones(p.numel(), dtype=torch.bool)
-    keep_t[shared.teacher_ids] = False
-    keep_s = torch.ones(q.numel(), dtype=torch.bool)
-    keep_s[shared.student_ids] = False
-    rt = torch.sort(p[keep_t], descending=True).values[:top_k]
-    rs = torch.sort(q[keep_s], descending=True).values[:top_k]
+    rt = torch.sort(p[shared.unshared_ids("teacher", p.numel())], descending=True).values[:top_k]
+    rs = torch.sort(q[shared.unshared_ids("student", q.numel())], descending=True).values[:top_k]
     axes[2].bar(np.arange(len(rt)) - 0.2, rt.numpy(), 0.4, color=TEACHER_COLOUR, label="teacher")
     axes[2].bar(np.arange(len(rs)) + 0.2, rs.numpy(), 0.4, color=STUDENT_COLOUR, label="student")
     axes[2].set_xlabel("rank after sorting (identity lost)", fontsize=8)
