@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import tempfile
-import time
 from pathlib import Path
 
 import nbformat
-from jupyter_client.manager import KernelManager
-from nbclient import NotebookClient
 
-from uldviz.lessons import set_flag
+from uldviz.site import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -23,19 +20,17 @@ def run_notebook(name: str, timeout: int = 600, fast: bool = True,
     """Execute ``notebooks/<name>`` in a fresh kernel (``ULDVIZ_FAST=1`` unless fast=False); return (nb, seconds).
 
     ``solutions=True`` runs it with ``SHOW_SOLUTIONS = True`` (the line in its set-up cell), so the solutions execute.
+    The kernel is the site builder's (:func:`uldviz.site.execute`): one way to run a lesson headless.
     """
-    path = NOTEBOOKS / name
-    nb = nbformat.read(path, as_version=4)
-    if solutions:
-        set_flag(nb, "SHOW_SOLUTIONS", True)
-    # IPC sockets in a private folder: no TCP port race when several kernels start at once.
-    with fast_env(fast), tempfile.TemporaryDirectory(prefix="uldviz-kernel-") as sockets:
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
-        client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(NOTEBOOKS)}})
-        start = time.perf_counter()
-        client.execute()
-        elapsed = time.perf_counter() - start
-    return nb, elapsed
+    with fast_env(fast):
+        return execute(NOTEBOOKS / name, timeout=timeout, solutions=solutions)
+
+
+def run_outputs(name: str, timeout: int = 600, solutions: bool = True) -> str:
+    """Run ``name`` in fast mode (solutions on), assert no cell shows an error, return all outputs as JSON text."""
+    nb, _ = run_notebook(name, timeout=timeout, solutions=solutions)
+    assert error_outputs(nb) == []
+    return json.dumps([c.get("outputs", []) for c in nb.cells], ensure_ascii=False)
 
 
 @contextlib.contextmanager

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import nbformat
 import pytest
-from nbrun import NOTEBOOKS, error_outputs, run_notebook
+from nbrun import NOTEBOOKS, run_outputs
 
 NB = "04_beyond_uld.ipynb"
 
@@ -29,9 +27,7 @@ def test_nb04_committed_without_outputs_and_follows_the_conventions():
 
 @pytest.mark.slow
 def test_nb04_runs_headless_in_fast_mode():
-    nb, seconds = run_notebook(NB, timeout=600, solutions=True)
-    assert error_outputs(nb) == []
-    outputs = json.dumps([c.get("outputs", []) for c in nb.cells], ensure_ascii=False)
+    outputs = run_outputs(NB, timeout=600, solutions=True)
     assert "shared strings" in outputs and "groups" in outputs and "What this notebook showed" in outputs
     assert "not available here" in outputs  # the hub pair fails clearly offline
     assert "Replace None" in outputs and outputs.count("✅") >= 5  # the solutions pass every checker

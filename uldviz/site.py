@@ -119,7 +119,7 @@ def execute(path, *, timeout: int = 1800, solutions: bool = False, memory: dict 
             with _PeakMemory(km) as peak:
                 client.execute()
         except CellExecutionError as err:
-            raise RuntimeError(f"{path.name} failed while building the site:\n{err}") from None
+            raise RuntimeError(f"{path.name} failed while running headless:\n{err}") from None
         seconds = time.perf_counter() - start
         if memory is not None:
             memory["peak_mb"] = peak.peak_mb
