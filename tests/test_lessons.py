@@ -13,8 +13,8 @@ from nbrun import NOTEBOOKS
 
 from uldviz import lessons as L
 
-#: The lesson notebooks that follow the conventions of notebooks/README.md (03 and 04 join when converted).
-CONVERTED = ["01_kl_breaks.ipynb", "02_optimal_transport.ipynb", "03_distillation.ipynb", "04_beyond_uld.ipynb"]
+#: Every lesson notebook follows the conventions of notebooks/README.md (a new lesson is checked as it lands).
+CONVERTED = [p.name for p in L.lesson_paths(NOTEBOOKS)]
 
 
 def _toy_notebook(executed: bool = False):

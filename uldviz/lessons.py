@@ -41,6 +41,9 @@ __all__ = [
     "TIME_START",
     "TIME_END",
     "LessonStats",
+    "LESSON_GLOB",
+    "notebooks_folder",
+    "lesson_paths",
     "prose_words",
     "notebook_stats",
     "estimate_minutes",
@@ -232,8 +235,18 @@ def set_flag(nb, name: str, value: bool):
 
 
 # --------------------------------------------------------------------------- the measured record
-def _repo_notebooks() -> Path:
+#: The lesson notebooks of a folder: ``NN_name.ipynb``.
+LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+
+
+def notebooks_folder() -> Path:
+    """The repository's ``notebooks/`` folder."""
     return Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def lesson_paths(folder=None) -> list[Path]:
+    """The lesson notebooks of ``folder`` (default: the repository's ``notebooks/``), in lesson order."""
+    return sorted((Path(folder) if folder is not None else notebooks_folder()).glob(LESSON_GLOB))
 
 
 def _default_record() -> Path:
@@ -264,9 +277,9 @@ def record_run(stats: LessonStats, path=None, machine: dict | None = None) -> Pa
     return path
 
 
-def _measured(path: Path, record: dict) -> LessonStats:
-    """The notebook's stats from its source, with the run time and widgets of the record."""
-    stats = notebook_stats(path)
+def _measured(path: Path, record: dict, nb=None) -> LessonStats:
+    """The notebook's stats from its source (``nb``, if already read), with the run time and widgets of the record."""
+    stats = notebook_stats(path if nb is None else nb, name=Path(path).stem)
     run = record.get("notebooks", {}).get(stats.name, {})
     stats.run_seconds, stats.widgets = run.get("run_seconds"), run.get("widgets")
     return stats
@@ -289,13 +302,13 @@ def write_statements(notebooks_dir=None, record_path=None) -> list[Path]:
     """Rewrite the notebooks' time statements (between the markers) and the README table; return the changed files."""
     import nbformat
 
-    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else _repo_notebooks()
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else notebooks_folder()
     record = read_record(record_path)
     changed, all_stats = [], []
-    for path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
-        stats = _measured(path, record)
-        all_stats.append(stats)
+    for path in lesson_paths(notebooks_dir):
         nb = nbformat.read(str(path), as_version=4)
+        stats = _measured(path, record, nb)
+        all_stats.append(stats)
         cells = [c for c in nb.cells if c.cell_type == "markdown" and TIME_START in c.source]
         if not cells:
             continue  # a notebook that states its time by hand (not yet converted)
@@ -305,8 +318,8 @@ def write_statements(notebooks_dir=None, record_path=None) -> list[Path]:
             nbformat.write(nb, str(path))
             changed.append(path)
     readme = notebooks_dir / "README.md"
-    if readme.is_file() and TABLE_START in readme.read_text():
-        text = readme.read_text()
+    text = readme.read_text() if readme.is_file() else ""
+    if TABLE_START in text:
         new = replace_between(text, TABLE_START, TABLE_END, "\n\n" + lesson_table(all_stats) + "\n\n")
         if new != text:
             readme.write_text(new)
@@ -322,14 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--notebooks", default=None, help="folder of the notebooks (default: the repository's)")
     ap.add_argument("--record", default=None, help="measured runs (default: data/lessons.json)")
     args = ap.parse_args(argv)
-    folder = Path(args.notebooks) if args.notebooks else _repo_notebooks()
     record = read_record(args.record)
-    stats = [_measured(p, record) for p in sorted(folder.glob("[0-9][0-9]_*.ipynb"))]
+    stats = [_measured(p, record) for p in lesson_paths(args.notebooks)]
     print(lesson_table(stats))
     for s in stats:
         print(f"{s.name}: {json.dumps({k: round(v, 1) for k, v in estimate_minutes(s).items()})}")
     if args.write:
-        for path in write_statements(folder, args.record):
+        for path in write_statements(args.notebooks, args.record):
             print("updated", path)
     return 0
 

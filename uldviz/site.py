@@ -30,7 +30,7 @@ from .config import FAST_ENV, fast_mode
 __all__ = ["LESSON_GLOB", "execute", "add_widget_snapshots", "render_html", "index_html", "build_site", "main"]
 
 #: The notebooks a site is made of: ``notebooks/NN_name.ipynb``.
-LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+LESSON_GLOB = lessons.LESSON_GLOB
 _STATE_MIME = "application/vnd.jupyter.widget-state+json"
 _SNAPSHOT_CSS = """<style>
 /* the live widget rendered (its library loaded from the CDN): hide the static snapshot under it */
@@ -39,10 +39,6 @@ _SNAPSHOT_CSS = """<style>
 .uldviz-widget-snapshot { border-left: 3px solid #ccc; padding-left: 0.8em; }
 .uldviz-widget-snapshot .uldviz-note { color: #666; font-size: 90%; }
 </style>"""
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
@@ -253,8 +249,8 @@ def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int = 1800
     mode = "fast" if fast_mode() else "default"
     if record and mode == "fast":
         raise ValueError(f"refusing to record run times in fast mode: unset {FAST_ENV} to measure the default run")
-    folder = Path(notebooks_dir) if notebooks_dir is not None else _repo_root() / "notebooks"
-    paths = sorted(folder.glob(LESSON_GLOB))
+    folder = Path(notebooks_dir) if notebooks_dir is not None else lessons.notebooks_folder()
+    paths = lessons.lesson_paths(folder)
     if only:
         paths = [p for p in paths if any(p.name.startswith(str(o)) for o in only)]
     if not paths:
