@@ -30,6 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .colab import LAUNCH_TAG
 from .textblocks import replace_between
 
 __all__ = [
@@ -81,10 +82,9 @@ TIME_START, TIME_END = "<!-- uldviz:time -->", "<!-- /uldviz:time -->"
 APPENDIX = "## Appendix"
 #: Markers around the generated table of lessons in notebooks/README.md.
 TABLE_START, TABLE_END = "<!-- uldviz:lessons -->", "<!-- /uldviz:lessons -->"
-LAUNCH_TAG, SOLUTION_TAG = "uldviz-launch", "solution"
+SOLUTION_TAG = "solution"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-
-_STATE_MIME = "application/vnd.jupyter.widget-state+json"
+STATE_MIME = "application/vnd.jupyter.widget-state+json"
 #: Widget models a learner can act on; a view without any (a progress bar, a label) is not an interactive widget.
 _CONTROL = re.compile(r"(Slider|Text|Textarea|Button|Dropdown|Checkbox|Select|SelectMultiple|RadioButtons|Combobox"
                       r"|ToggleButtons|Play|ColorPicker|DatePicker)Model$")
@@ -135,6 +135,17 @@ def _read(nb_or_path):
     return nb_or_path
 
 
+def widget_state(nb) -> dict | None:
+    """The widget models an executed notebook saved (nbclient ``store_widget_state``): {model id: model}, or None."""
+    return nb.metadata.get("widgets", {}).get(STATE_MIME, {}).get("state")
+
+
+def child_model_ids(model: dict) -> list[str]:
+    """The model ids of a widget model's children (``"IPY_MODEL_<id>"`` references)."""
+    children = model.get("state", {}).get("children", [])
+    return [c[len("IPY_MODEL_"):] for c in children if isinstance(c, str) and c.startswith("IPY_MODEL_")]
+
+
 def _is_interactive(view, state) -> bool:
     """Whether a widget view holds a control (slider, button, text box ...); True when no saved state says otherwise."""
     if not view:
@@ -149,8 +160,7 @@ def _is_interactive(view, state) -> bool:
         seen.add(model_id)
         if _CONTROL.search(state[model_id].get("model_name", "")):
             return True
-        children = state[model_id].get("state", {}).get("children", [])
-        todo += [c[len("IPY_MODEL_"):] for c in children if isinstance(c, str) and c.startswith("IPY_MODEL_")]
+        todo += child_model_ids(state[model_id])
     return False
 
 
@@ -181,7 +191,7 @@ def notebook_stats(nb_or_path, name: str | None = None, run_seconds: float | Non
             kinds["unlabelled"] = unlabelled
     every_code = [c for c in cells if c.cell_type == "code"]
     executed = any(c.get("outputs") for c in every_code)
-    state = nb.metadata.get("widgets", {}).get(_STATE_MIME, {}).get("state")
+    state = widget_state(nb)
     widgets = sum(1 for c in every_code if any(_is_interactive(o.get("data", {}).get(WIDGET_MIME), state)
                                                for o in c.get("outputs", [])))
     return LessonStats(name, sum(prose_words(m) for m in markdown), len(code), kinds,

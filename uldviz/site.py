@@ -31,7 +31,6 @@ __all__ = ["LESSON_GLOB", "execute", "add_widget_snapshots", "render_html", "ind
 
 #: The notebooks a site is made of: ``notebooks/NN_name.ipynb``.
 LESSON_GLOB = lessons.LESSON_GLOB
-_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 _SNAPSHOT_CSS = """<style>
 /* the live widget rendered (its library loaded from the CDN): hide the static snapshot under it */
 .jp-OutputArea:has(.jupyter-widgets .lm-Widget) .uldviz-widget-snapshot,
@@ -139,11 +138,10 @@ def _widget_parts(model_id: str, state: dict, seen: set) -> tuple[list[str], lis
         lines.append(st["value"])
     elif "Slider" in name and "value" in st:
         lines.append(f"<code>{html.escape(str(st.get('description', '')))} = {html.escape(str(st['value']))}</code>")
-    for child in st.get("children", []):
-        if isinstance(child, str) and child.startswith("IPY_MODEL_"):
-            more_images, more_lines = _widget_parts(child[len("IPY_MODEL_"):], state, seen)
-            images += more_images
-            lines += more_lines
+    for child in lessons.child_model_ids(model):
+        more_images, more_lines = _widget_parts(child, state, seen)
+        images += more_images
+        lines += more_lines
     return images, lines
 
 
@@ -155,7 +153,7 @@ def add_widget_snapshots(nb) -> int:
     """
     import nbformat
 
-    state = nb.metadata.get("widgets", {}).get(_STATE_MIME, {}).get("state", {})
+    state = lessons.widget_state(nb) or {}
     added = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -207,12 +205,13 @@ def _stated_time(nb) -> str:
 
 def index_html(entries: list[dict], *, mode: str, built: str, repo_url: str | None = None) -> str:
     """The index page: one row per lesson (title, link, stated time, this build's run time)."""
+    from .colab import colab_url
+
     rows = []
-    colab_base = ""
-    if repo_url and "github.com/" in repo_url:
-        colab_base = f"https://colab.research.google.com/github/{repo_url.split('github.com/')[1]}/blob/main/notebooks/"
+    on_github = bool(repo_url) and "github.com/" in repo_url
     for e in entries:
-        colab = f' · <a href="{colab_base}{html.escape(e["notebook"])}">open in Colab</a>' if colab_base else ""
+        colab = (f' · <a href="{html.escape(colab_url(e["notebook"], repo_url))}">open in Colab</a>' if on_github
+                 else "")
         rows.append(
             f'<li><a class="lesson" href="{html.escape(e["page"])}">{html.escape(e["title"])}</a>{colab}'
             f'<br><span class="meta">{html.escape(e["stated_time"] or "")}</span>'
