@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:  # run from a checkout: benchmark the kit next to 
 
 from uldviz import _sorted_l1 as K  # noqa: E402
 from uldviz import losses as L  # noqa: E402
+from uldviz.config import load_average  # noqa: E402
 
 __all__ = [
     "plain_uld_loss",
@@ -454,10 +455,7 @@ def bench_distill(steps: int = 25, skip: int = 5, quick: bool = False) -> dict:
 # --------------------------------------------------------------------------- the whole run
 def _meta(quick: bool, argv) -> dict:
     """Machine, versions, load and the command, recorded next to the numbers."""
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
+    load = load_average()
     return {
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([COMMAND, *argv]),
@@ -550,10 +548,8 @@ def run_benchmark(quick: bool = False, *, ot: str = "run", parts=PARTS, previous
     if missing:
         raise ValueError(f"results lack {missing}: run the speed and batch parts (or --update an earlier file)")
     res["targets"] = _targets(res)
-    try:
-        res["runs"][-1]["load_average_end"] = os.getloadavg()
-    except OSError:
-        pass
+    if (load := load_average()) is not None:
+        res["runs"][-1]["load_average_end"] = load
     res["runs"][-1]["wall_s"] = time.perf_counter() - start
     return res
 

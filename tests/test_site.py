@@ -161,3 +161,14 @@ def test_site_pages_load_in_a_real_browser(fast_site):
             assert page.locator("a.lesson").count() == len(summary["pages"])
         finally:
             browser.close()
+
+
+def test_load_average_is_none_where_the_os_has_none(monkeypatch):
+    """--record, the benchmark and timing all read the load through config.load_average: Windows has no getloadavg."""
+    import os
+
+    from uldviz.config import load_average
+
+    assert len(load_average()) == 3
+    monkeypatch.delattr(os, "getloadavg")
+    assert load_average() is None

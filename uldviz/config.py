@@ -40,3 +40,11 @@ def data_dir() -> "os.PathLike[str]":
             "repository (pip install -e .), or point ULDVIZ_DATA at its data/ folder."
         )
     return path
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The machine's 1, 5 and 15-minute load averages, recorded next to timings; None where the OS has none."""
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):  # Windows has no getloadavg; some systems cannot read it
+        return None

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import lessons
-from .config import FAST_ENV, fast_mode
+from .config import FAST_ENV, fast_mode, load_average
 
 __all__ = ["LESSON_GLOB", "execute", "add_widget_snapshots", "render_html", "index_html", "build_site", "main"]
 
@@ -263,7 +263,8 @@ def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int = 1800
         nb, seconds = execute(path, timeout=timeout, solutions=solutions, memory=memory)
         if record:
             stats = lessons.notebook_stats(nb, name=path.stem, run_seconds=seconds)
-            machine = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            load = load_average()
+            machine = {"cpus": os.cpu_count(), "load_avg_1m": None if load is None else round(load[0], 2),
                        "recorded_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
                        "kernel_peak_mb": None if memory.get("peak_mb") is None else round(memory["peak_mb"])}
             lessons.record_run(stats, None if record is True else record, machine=machine)

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from . import ot as uot
+from .config import load_average
 from .losses import uld_reference
 
 __all__ = [
@@ -233,7 +234,7 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "pot": ot.__version__,
         "blas_threads_env": os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS"),
-        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_avg_1m": None if (load := load_average()) is None else round(load[0], 2),
     }
 
 
