@@ -386,21 +386,24 @@ def bench_memory(positions: int, vs: int, vt: int, device: str = "cpu", variants
 
 
 # --------------------------------------------------------------------------- OT scaling
-def bench_ot(sizes, budget_s: float, path: Path | None) -> dict:
-    """Exact/entropic OT scaling via :func:`uldviz.timing.write_ot_scaling` (writes ``path``)."""
-    from uldviz.timing import write_ot_scaling
-
-    doc = write_ot_scaling(path, sizes, budget_s=budget_s, progress=None)
+def _ot_summary(doc: dict, path: Path | None) -> dict:
+    """What the results keep of an OT timing file: its path, growth exponents, the largest size's time, the fit."""
     return {
         "file": str(path) if path is not None else "data/bench_ot.json",
         "exponents": {m: rec.get("exponent") for m, rec in doc["methods"].items()},
         "seconds_at_largest": {m: (rec["sizes"][-1], rec["seconds"][-1]) if rec["sizes"] else None
                                for m, rec in doc["methods"].items()},
-        "sinkhorn_rel_error": doc.get("sinkhorn_rel_error"),
-        "emd2_warnings": doc.get("emd2_warnings"),
         "fit_min_n": doc["settings"]["fit_min_n"],
-        "wall_s": doc.get("wall_s"),
     }
+
+
+def bench_ot(sizes, budget_s: float, path: Path | None) -> dict:
+    """Exact/entropic OT scaling via :func:`uldviz.timing.write_ot_scaling` (writes ``path``)."""
+    from uldviz.timing import write_ot_scaling
+
+    doc = write_ot_scaling(path, sizes, budget_s=budget_s, progress=None)
+    return {**_ot_summary(doc, path), "sinkhorn_rel_error": doc.get("sinkhorn_rel_error"),
+            "emd2_warnings": doc.get("emd2_warnings"), "wall_s": doc.get("wall_s")}
 
 
 # --------------------------------------------------------------------------- the distillation step
@@ -530,12 +533,8 @@ def run_benchmark(quick: bool = False, *, ot: str = "run", parts=PARTS, previous
         from uldviz.timing import load_ot_scaling
 
         doc = load_ot_scaling(ot_path)
-        res["ot_scaling"] = ({"file": str(ot_path or "data/bench_ot.json"), "from_existing_file": True,
-                              "fit_min_n": doc["settings"]["fit_min_n"],
-                              "exponents": {m: r.get("exponent") for m, r in doc["methods"].items()},
-                              "seconds_at_largest": {m: (r["sizes"][-1], r["seconds"][-1]) if r["sizes"] else None
-                                                     for m, r in doc["methods"].items()}}
-                             if doc else {"skipped": True, "reason": "no results file"})
+        res["ot_scaling"] = ({**_ot_summary(doc, ot_path), "from_existing_file": True} if doc
+                             else {"skipped": True, "reason": "no results file"})
     res.setdefault("ot_scaling", {"skipped": True})
     if "distill" in parts:
         progress("distillation step (notebook 03 default, uld-offset) ...")
