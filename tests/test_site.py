@@ -85,6 +85,8 @@ def test_recording_run_times_is_refused_in_fast_mode(monkeypatch, tmp_path, caps
     with pytest.raises(ValueError, match="fast mode"):
         site.build_site(tmp_path, record=True)
     monkeypatch.delenv("ULDVIZ_FAST")
+    with pytest.raises(ValueError, match="--solutions"):
+        site.build_site(tmp_path, record=True, solutions=True)
     with pytest.raises(FileNotFoundError, match="no lesson notebooks"):
         site.build_site(tmp_path, only=["99"])
     with pytest.raises(SystemExit) as exit_info:  # the command line says it in one usage line

@@ -248,6 +248,8 @@ def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int = 1800
     mode = "fast" if fast_mode() else "default"
     if record and mode == "fast":
         raise ValueError(f"refusing to record run times in fast mode: unset {FAST_ENV} to measure the default run")
+    if record and solutions:
+        raise ValueError("refusing to record run times with --solutions: the stated times are for a learner's Run All")
     folder = Path(notebooks_dir) if notebooks_dir is not None else lessons.notebooks_folder()
     paths = lessons.lesson_paths(folder)
     if only:
