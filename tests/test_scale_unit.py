@@ -69,6 +69,8 @@ def test_every_config_field_is_a_flag_and_round_trips():
     ({"student": ""}, "student is required"), ({"align": "diagonal"}, "align"), ({"steps": 0}, "steps"),
     ({"lr": -1.0}, "lr"), ({"warmup_steps": 50, "steps": 10}, "warmup"), ({"cache_dtype": "int8"}, "cache_dtype"),
     ({"data": ["x.txt"], "dataset": "d"}, "not both"), ({"val_fraction": 1.5}, "val_fraction"),
+    ({"chunk_tau": 0.0}, "chunk_tau must be a finite number > 0"), ({"top_k": -1}, "top_k must be an integer >= 0"),
+    ({"batch_size": True}, "batch_size must be a positive integer"),
 ])
 def test_bad_settings_are_refused_by_name(changes, match):
     with pytest.raises(ValueError, match=match):

@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from ..config import pick_device
+from ..config import check_int_fields, pick_device
 from ..losses import cross_entropy
 from ..metrics import context_length, model_bits_per_byte
 from ..schedule import warmup_cosine_lr
@@ -96,11 +96,8 @@ class DistillConfig:
             raise ValueError("loss='kl' needs one shared vocabulary: set same_tokenizer=True (or use loss='uld')")
         if self.same_tokenizer and self.loss in ("uld", "hybrid", "chunk"):
             raise ValueError(f"loss={self.loss!r} is a cross-tokenizer loss; with same_tokenizer=True use 'kl'")
-        for name in ("steps", "batch_size", "window_chars", "n_layer", "n_embd", "n_head", "n_positions",
-                     "eval_every", "eval_block"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        check_int_fields(self, ("steps", "batch_size", "window_chars", "n_layer", "n_embd", "n_head", "n_positions",
+                                "eval_every", "eval_block"))
         if not (self.lam >= 0 and math.isfinite(self.lam)):
             raise ValueError(f"lam must be a finite number >= 0, got {self.lam}")
         if not 0 <= self.label_smoothing < 1:

@@ -13,6 +13,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 
+from ..config import check_int_fields
 from ..losses import PAPER_LAMBDA
 
 __all__ = ["ScaleConfig", "add_dataclass_args", "dataclass_from_args", "parse_and_run"]
@@ -81,20 +82,14 @@ class ScaleConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("steps", "batch_size", "grad_accum", "max_tokens", "window_chars", "eval_every", "eval_block",
-                     "eval_batch", "log_every", "keep_checkpoints", "cache_shard_examples"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("top_k", "save_every", "warmup_steps", "eval_chars", "max_chars"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        check_int_fields(self, ("steps", "batch_size", "grad_accum", "max_tokens", "window_chars", "eval_every",
+                                "eval_block", "eval_batch", "log_every", "keep_checkpoints", "cache_shard_examples"))
+        check_int_fields(self, ("top_k", "save_every", "warmup_steps", "eval_chars", "max_chars"), minimum=0)
         for name in ("lam", "ce_weight", "weight_decay", "grad_clip"):
             v = float(getattr(self, name))
             if not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        for name in ("lr", "student_temperature", "teacher_temperature"):
+        for name in ("lr", "student_temperature", "teacher_temperature", "chunk_tau"):
             v = float(getattr(self, name))
             if not (v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
