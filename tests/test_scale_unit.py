@@ -193,3 +193,13 @@ def test_span_groups_of_a_scaled_batch_are_exactly_the_answer_groups():
     last = int(sp.byte_end[-1])
     assert ex.text.encode()[:last].endswith(b".") and int(sp.student_start[-1]) in want
 
+
+
+def test_a_loss_that_needs_a_teacher_says_so_before_loading_anything(tmp_path):
+    """No student, data or teacher is read first: the missing file and folder below are never touched."""
+    from uldviz.scale import train
+
+    cfg = ScaleConfig(student=str(tmp_path / "no-student"), loss="uld", data=[str(tmp_path / "no-text.txt")],
+                      cpu=True, out_dir=str(tmp_path / "out"), progress=False)
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train(cfg)

@@ -7,7 +7,7 @@ import torch
 from ..models import load_pretrained
 from ..tokenization import load_tokenizer
 
-__all__ = ["load_teacher", "load_student", "load_tokenizer_of", "output_vocab", "same_tokenizer",
+__all__ = ["require_teacher", "load_teacher", "load_student", "load_tokenizer_of", "output_vocab", "same_tokenizer",
            "check_context"]
 
 
@@ -19,10 +19,15 @@ def load_tokenizer_of(name: str):
     return tok
 
 
-def load_teacher(cfg, device) -> tuple[torch.nn.Module, object]:
-    """(teacher in eval mode, no gradients, bf16 when ``cfg.bf16``, on ``device``; its tokenizer)."""
+def require_teacher(cfg) -> None:
+    """A run whose loss reads teacher logits names a teacher: say so before anything is loaded."""
     if not cfg.teacher:
         raise ValueError(f"loss {cfg.loss!r} needs a teacher: give --teacher NAME_OR_DIR (or --teacher-cache DIR)")
+
+
+def load_teacher(cfg, device) -> tuple[torch.nn.Module, object]:
+    """(teacher in eval mode, no gradients, bf16 when ``cfg.bf16``, on ``device``; its tokenizer)."""
+    require_teacher(cfg)
     model, tok = load_pretrained(cfg.teacher, device=device, dtype=torch.bfloat16 if cfg.bf16 else None)
     if tok.eos_token_id is None:
         raise ValueError(f"tokenizer of {cfg.teacher!r} has no eos token; every sequence starts with one")

@@ -25,7 +25,7 @@ import torch
 from .config import ScaleConfig, parse_and_run
 from .data import encode_examples, fingerprint, global_batch, load_examples, process_share
 from .evaluate import distributed_bits_per_byte, held_out_blocks
-from .loading import check_context, load_student, load_teacher, output_vocab, same_tokenizer
+from .loading import check_context, load_student, load_teacher, output_vocab, require_teacher, same_tokenizer
 from .objectives import LossContext, batch_sums, get_objective
 
 __all__ = ["TrainState", "TrainResult", "train", "save_checkpoint", "find_checkpoint", "main"]
@@ -108,7 +108,9 @@ def train(cfg: ScaleConfig) -> TrainResult:
     acc = Accelerator(cpu=cfg.cpu, mixed_precision="bf16" if cfg.bf16 else "no")
     world, rank = acc.num_processes, acc.process_index
     global_size = cfg.batch_size * cfg.grad_accum * world
-    objective = get_objective(cfg.loss, cached=bool(cfg.teacher_cache))  # unknown or unavailable: fail now
+    objective = get_objective(cfg.loss, cached=bool(cfg.teacher_cache))  # unknown loss: fail now
+    if objective.teacher == "logits":
+        require_teacher(cfg)  # before the data and the student are loaded
     set_seed(cfg.seed)
 
     # data and models (identical on every process)
