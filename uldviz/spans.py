@@ -34,6 +34,7 @@ __all__ = [
     "vocab_byte_lengths",
     "token_byte_lengths",
     "batch_token_bytes",
+    "encode_texts",
     "span_groups",
     "group_byte_spans",
     "SpanAlignment",
@@ -449,6 +450,32 @@ def align_spans(texts, student_offsets, student_valid, teacher_offsets, teacher_
     return SpanAlignment(*torch.from_numpy(np.ascontiguousarray(cols)), batch_size=batch)
 
 
+# --------------------------------------------------------------------------- rows as the models read them
+def encode_texts(tokenizer, texts: list[str], max_len: int | None):
+    """Tokenize ``texts`` as ``[eos, tokens...]``, right-padded to a rectangle truncated at ``max_len``.
+
+    The leading eos (offsets (0, 0)) makes every token of the window predicted, as in
+    :func:`uldviz.metrics.encode_blocks` (``max_len=None``: no truncation). Returns (ids (B, L) long,
+    valid (B, L) bool, offsets (B, L, 2) long): each token's character (start, end) in its own text;
+    padding has valid False, offsets (0, 0). Training batches and :func:`align_text` use these rows.
+    """
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    head, head_off = ([eos], [(0, 0)]) if eos is not None else ([], [])
+    rows = [(head + ids)[:max_len] for ids in enc["input_ids"]]
+    offs = [(head_off + list(o))[:max_len] for o in enc["offset_mapping"]]
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    valid = torch.zeros(len(rows), width, dtype=torch.bool)
+    offsets = torch.zeros(len(rows), width, 2, dtype=torch.long)
+    for b, (r, o) in enumerate(zip(rows, offs)):
+        if r:
+            ids[b, :len(r)] = torch.tensor(r)
+            valid[b, :len(r)] = True
+            offsets[b, :len(r)] = torch.tensor([list(x) for x in o])
+    return ids, valid, offsets
+
+
 # --------------------------------------------------------------------------- one sentence, for display
 def align_batch(batch, student_tokenizer, teacher_tokenizer) -> SpanAlignment:
     """:func:`align_spans` for a training batch (any object with ``texts`` and ``student_``/``teacher_`` ``ids``,
@@ -501,18 +528,6 @@ class TextAlignment:
             raise IndexError(f"group index must be an int in [0, {self.num_groups}), got {g!r}")
 
 
-def _encode_row(tokenizer, text: str, max_len: int | None):
-    """One row ``[eos] + tokens`` (truncated to ``max_len``): ids, character offsets and byte lengths."""
-    _check_fast(tokenizer)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    eos = getattr(tokenizer, "eos_token_id", None)
-    ids = ([eos] if eos is not None else []) + list(enc["input_ids"])
-    offs = ([(0, 0)] if eos is not None else []) + [tuple(o) for o in enc["offset_mapping"]]
-    if max_len is not None:
-        ids, offs = ids[:max_len], offs[:max_len]
-    return ids, offs, token_byte_lengths(tokenizer, ids)
-
-
 def align_text(text: str, student_tok, teacher_tok, max_len: int | None = None) -> TextAlignment:
     """Encode ``text`` with both tokenizers as training rows do and align them (:func:`align_spans`)."""
     if not isinstance(text, str):
@@ -521,14 +536,15 @@ def align_text(text: str, student_tok, teacher_tok, max_len: int | None = None) 
         raise ValueError("text is empty: there is nothing to align")
     if max_len is not None and (not isinstance(max_len, int) or max_len < 2):
         raise ValueError(f"max_len must be an int >= 2 (the eos and one token), got {max_len!r}")
-    s_ids, s_off, s_bytes = _encode_row(student_tok, text, max_len)
-    t_ids, t_off, t_bytes = _encode_row(teacher_tok, text, max_len)
-    if len(s_ids) == 0 or len(t_ids) == 0:
-        raise ValueError("a tokenizer made no token of this text")
-    alignment = align_spans(
-        [text], torch.tensor([s_off]), torch.ones(1, len(s_ids), dtype=torch.bool), torch.tensor([t_off]),
-        torch.ones(1, len(t_ids), dtype=torch.bool), torch.tensor([s_bytes]), torch.tensor([t_bytes]),
-    )
-    s_spans = [tuple(x) for x in _byte_spans(text, s_off, s_bytes).tolist()]
-    t_spans = [tuple(x) for x in _byte_spans(text, t_off, t_bytes).tolist()]
-    return TextAlignment(text, s_ids, s_spans, t_ids, t_spans, alignment)
+    rows = []
+    for tok in (student_tok, teacher_tok):
+        _check_fast(tok)
+        ids, valid, offsets = encode_texts(tok, [text], max_len)  # the rows training batches hold
+        if not bool(valid.any()):
+            raise ValueError("a tokenizer made no token of this text")
+        n_bytes = batch_token_bytes(tok, ids, valid)
+        spans = [tuple(x) for x in _byte_spans(text, offsets[0].tolist(), n_bytes[0].tolist()).tolist()]
+        rows.append((ids, valid, offsets, n_bytes, spans))
+    (s_ids, s_valid, s_off, s_bytes, s_spans), (t_ids, t_valid, t_off, t_bytes, t_spans) = rows
+    alignment = align_spans([text], s_off, s_valid, t_off, t_valid, s_bytes, t_bytes)
+    return TextAlignment(text, s_ids[0].tolist(), s_spans, t_ids[0].tolist(), t_spans, alignment)

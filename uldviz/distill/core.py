@@ -30,6 +30,7 @@ from ..config import check_int_fields, pick_device
 from ..losses import cross_entropy
 from ..metrics import context_length, model_bits_per_byte
 from ..schedule import warmup_cosine_lr
+from ..spans import encode_texts
 
 __all__ = [
     "DistillConfig",
@@ -115,30 +116,6 @@ class DistillConfig:
 
 
 # --------------------------------------------------------------------------- the batch
-def encode_texts(tokenizer, texts: list[str], max_len: int):
-    """Tokenize ``texts`` as ``[eos, tokens...]``, right-padded to a rectangle truncated at ``max_len``.
-
-    The leading eos (offsets (0, 0)) makes every token of the window predicted, as in
-    :func:`uldviz.metrics.encode_blocks`. Returns (ids (B, L) long, valid (B, L) bool, offsets (B, L, 2)
-    long): each token's character (start, end) in its own text; padding has valid False, offsets (0, 0).
-    """
-    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
-    eos = getattr(tokenizer, "eos_token_id", None)
-    head, head_off = ([eos], [(0, 0)]) if eos is not None else ([], [])
-    rows = [(head + ids)[:max_len] for ids in enc["input_ids"]]
-    offs = [(head_off + list(o))[:max_len] for o in enc["offset_mapping"]]
-    width = max(1, max(len(r) for r in rows))
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    valid = torch.zeros(len(rows), width, dtype=torch.bool)
-    offsets = torch.zeros(len(rows), width, 2, dtype=torch.long)
-    for b, (r, o) in enumerate(zip(rows, offs)):
-        if r:
-            ids[b, :len(r)] = torch.tensor(r)
-            valid[b, :len(r)] = True
-            offsets[b, :len(r)] = torch.tensor([list(x) for x in o])
-    return ids, valid, offsets
-
-
 @dataclass
 class Batch:
     """The same text windows tokenized by the student's and by the teacher's tokenizer."""

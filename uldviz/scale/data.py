@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..corpus import DOC_SEPARATOR, load_corpus, load_hf_dataset, load_text_file, train_val_split
-from ..distill import encode_texts
+from ..spans import encode_texts
 
 __all__ = [
     "Example",
