@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import torch
 
-from .losses import _check_mask, _compute_dtype, _reduce, uld_distance, validate_logits
+from .losses import _check_mask, _compute_dtype, _reduce, check_positive, uld_distance, validate_logits
 from .shared_vocab import SharedVocab
 
 __all__ = [
@@ -214,6 +214,11 @@ class HybridTerms(NamedTuple):
     unshared: torch.Tensor
     weight: float
 
+    @property
+    def total(self) -> torch.Tensor:
+        r"""The per-group hybrid loss :math:`w\,D + (1-w)\,\mathrm{ULD}`."""
+        return self.weight * self.shared + (1 - self.weight) * self.unshared
+
 
 def hybrid_uld_terms(student_logprobs, teacher_logprobs, shared: SharedVocab, *, weight=None,
                      divergence: str = "gkl", beta: float = GOLD_BETA) -> HybridTerms:
@@ -279,7 +284,7 @@ def hybrid_uld_loss(student_logprobs, teacher_logprobs, shared: SharedVocab, *, 
     """
     terms = hybrid_uld_terms(student_logprobs, teacher_logprobs, shared, weight=weight, divergence=divergence,
                              beta=beta)
-    per_group = terms.weight * terms.shared + (1 - terms.weight) * terms.unshared
+    per_group = terms.total
     m = _check_mask(mask, per_group.shape, per_group.device)
     return _reduce(per_group, m, reduction)
 
@@ -339,9 +344,7 @@ def chunk_likelihood_loss(student_ll, teacher_ll, *, tau: float = ALM_TAU, eps: 
     t = _check_ll(teacher_ll, "teacher_ll")
     if s.shape != t.shape:
         raise ValueError(f"student_ll {tuple(s.shape)} and teacher_ll {tuple(t.shape)} must have one value per group")
-    tau_f = float(tau)
-    if not (tau_f > 0 and math.isfinite(tau_f)):
-        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+    tau_f = check_positive(tau, "tau")
     eps_f = float(eps)
     if not (eps_f >= 0 and math.isfinite(eps_f)):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")

@@ -69,7 +69,7 @@ def group_values(view: TextAlignment, student_logits, teacher_logits, shared: Sh
         student_ll=s_ll, teacher_ll=t_ll, chunk_loss=chunk_likelihood_loss(s_ll, t_ll, tau=tau, reduction="none"),
         student_merged=s_merged, teacher_merged=t_merged, hybrid_shared=terms.shared,
         hybrid_unshared=terms.unshared, weight=terms.weight,
-        hybrid=terms.weight * terms.shared + (1 - terms.weight) * terms.unshared, tau=tau,
+        hybrid=terms.total, tau=tau,
     )
 
 
