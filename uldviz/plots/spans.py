@@ -87,11 +87,12 @@ def plot_alignment(view: TextAlignment, *, shared: SharedVocab | None = None, se
     fig, ax = plt.subplots(figsize=(width, 0.35 + 1.25 * max(1, len(lines))))
     fig.uldviz_groups, fig.uldviz_tokens = [], {"teacher": [], "student": []}
     span_max = max([view.group_bytes(g)[1] - start for start, gs in lines for g in gs] + [1])
+    groups = view.groups  # built from the alignment tensors: once, not once per group
     for li, (start, gs) in enumerate(lines):
         y0 = -li * 3.0
         for g in gs:
             lo, hi = view.group_bytes(g)
-            (s0, s1), (t0, t1) = view.groups[g]
+            (s0, s1), (t0, t1) = groups[g]
             is_sel = g == selected
             ax.add_patch(Rectangle((lo - start, y0 - 0.15), hi - lo, 2.3, facecolor=_GROUP_FILLS[g % 2],
                                    edgecolor=_SELECTED if is_sel else "#888", lw=2.2 if is_sel else 0.6, zorder=1))
