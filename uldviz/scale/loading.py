@@ -11,11 +11,16 @@ __all__ = ["require_teacher", "load_teacher", "load_student", "load_tokenizer_of
            "check_context"]
 
 
+def _require_eos(tok, name: str) -> None:
+    """Every sequence starts with the eos token (as in notebook 03's rows): a tokenizer without one is refused."""
+    if tok.eos_token_id is None:
+        raise ValueError(f"tokenizer of {name!r} has no eos token; every sequence starts with one")
+
+
 def load_tokenizer_of(name: str):
     """The tokenizer of a hub model or ``save_pretrained`` folder (clear :class:`HubUnavailableError` offline)."""
     tok = load_tokenizer(name)
-    if tok.eos_token_id is None:
-        raise ValueError(f"tokenizer of {name!r} has no eos token; every sequence starts with one")
+    _require_eos(tok, name)
     return tok
 
 
@@ -29,8 +34,7 @@ def load_teacher(cfg, device) -> tuple[torch.nn.Module, object]:
     """(teacher in eval mode, no gradients, bf16 when ``cfg.bf16``, on ``device``; its tokenizer)."""
     require_teacher(cfg)
     model, tok = load_pretrained(cfg.teacher, device=device, dtype=torch.bfloat16 if cfg.bf16 else None)
-    if tok.eos_token_id is None:
-        raise ValueError(f"tokenizer of {cfg.teacher!r} has no eos token; every sequence starts with one")
+    _require_eos(tok, cfg.teacher)
     model.requires_grad_(False)
     return model.eval(), tok
 
@@ -41,8 +45,7 @@ def load_student(cfg) -> tuple[torch.nn.Module, object]:
     from transformers import AutoModelForCausalLM
 
     model, tok = load_pretrained(cfg.student)
-    if tok.eos_token_id is None:
-        raise ValueError(f"tokenizer of {cfg.student!r} has no eos token; every sequence starts with one")
+    _require_eos(tok, cfg.student)
     if cfg.student_init == "fresh":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
