@@ -60,4 +60,4 @@ SITE_DIR ?= site
 
 .PHONY: site
 site: install
-	$(PY) -m uldviz.site --out $(SITE_DIR)
+	$(PY) -m uldviz.course.site --out $(SITE_DIR)

@@ -6,14 +6,14 @@ the path). One run measures, side by side (so ratios hold on a noisy, shared mac
 1. ULD forward + backward on a batch of positions (student logits require grad), float32 on CPU
    (and bf16 on CUDA when present), against
    - the FLOOR: the two softmaxes plus one ``torch.sort`` of each side's probabilities (no grad),
-   - ``plain``: the kit's one reference, :func:`uldviz.losses.uld_reference` (zero-pad, ``torch.sort``,
+   - ``plain``: the kit's one reference, :func:`uldviz.maths.losses.uld_reference` (zero-pad, ``torch.sort``,
      L1) after the softmaxes,
    - the per-sample loop: the paper's code structure, a Python loop over samples, each truncated to
      the shorter answer, each computed by the reference (also at batch 8 x 512),
-   - KL on one shared vocabulary of the student's size (:func:`uldviz.losses.kl_divergence`),
+   - KL on one shared vocabulary of the student's size (:func:`uldviz.maths.losses.kl_divergence`),
    - top-k ULD with the tail term at k = 100 and 1,000, with its relative error against the full value;
    and checks that the kit's value and gradient equal the reference's.
-2. Exact/entropic OT scaling over N (:func:`uldviz.timing.write_ot_scaling`, the one OT timing file
+2. Exact/entropic OT scaling over N (:func:`uldviz.course.timing.write_ot_scaling`, the one OT timing file
    ``data/bench_ot.json`` that notebook 02 reads).
 3. Peak memory of each variant as a multiple of the student logits' size, measured in a fresh
    subprocess (see :func:`memory_probe`).
@@ -47,9 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout: benchmark the kit next to this folder
     sys.path.insert(0, str(ROOT))
 
-from uldviz import _sorted_l1 as K  # noqa: E402
-from uldviz import losses as L  # noqa: E402
-from uldviz.config import load_average  # noqa: E402
+from uldviz.env import load_average  # noqa: E402
+from uldviz.maths import _sorted_l1 as K  # noqa: E402
+from uldviz.maths import losses as L  # noqa: E402
 
 __all__ = [
     "plain_uld_loss",
@@ -82,7 +82,7 @@ QUICK = dict(positions=16, vocabs=[(500, 500), (400, 700)], batch=2, batch_vocab
 
 # --------------------------------------------------------------------------- the implementations compared
 def plain_uld_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """The reference ULD loss: float32 softmaxes, then :func:`uldviz.losses.uld_reference`, mean over positions."""
+    """The reference ULD loss: float32 softmaxes, :func:`uldviz.maths.losses.uld_reference`, mean over positions."""
     q = torch.softmax(student_logits.float(), dim=-1)
     with torch.no_grad():
         p = torch.softmax(teacher_logits.float(), dim=-1)
@@ -398,8 +398,8 @@ def _ot_summary(doc: dict, path: Path | None) -> dict:
 
 
 def bench_ot(sizes, budget_s: float, path: Path | None) -> dict:
-    """Exact/entropic OT scaling via :func:`uldviz.timing.write_ot_scaling` (writes ``path``)."""
-    from uldviz.timing import write_ot_scaling
+    """Exact/entropic OT scaling via :func:`uldviz.course.timing.write_ot_scaling` (writes ``path``)."""
+    from uldviz.course.timing import write_ot_scaling
 
     doc = write_ot_scaling(path, sizes, budget_s=budget_s, progress=None)
     return {**_ot_summary(doc, path), "sinkhorn_rel_error": doc.get("sinkhorn_rel_error"),
@@ -527,10 +527,10 @@ def run_benchmark(quick: bool = False, *, ot: str = "run", parts=PARTS, previous
             res["memory_cuda"] = bench_memory(cfg["positions"], mvs, mvt, "cuda")
     res.setdefault("memory", {"skipped": True})
     if "ot" in parts and ot == "run":
-        progress("OT scaling (uldviz.timing.write_ot_scaling) ...")
+        progress("OT scaling (uldviz.course.timing.write_ot_scaling) ...")
         res["ot_scaling"] = bench_ot(cfg["ot_sizes"], cfg["ot_budget"], ot_path)
     elif "ot" in parts and ot == "file":
-        from uldviz.timing import load_ot_scaling
+        from uldviz.course.timing import load_ot_scaling
 
         doc = load_ot_scaling(ot_path)
         res["ot_scaling"] = ({**_ot_summary(doc, ot_path), "from_existing_file": True} if doc
@@ -611,7 +611,7 @@ def render_markdown(res: dict) -> str:
         "## ULD forward + backward (median of interleaved repeats, ms; ratio to the floor in brackets)",
         "",
         "Floor = the two softmaxes + one `torch.sort` of each side (no grad). plain = the kit's reference "
-        "`uldviz.losses.uld_reference` (pad + `torch.sort` + L1, vectorised). reference = the paper's code "
+        "`uldviz.maths.losses.uld_reference` (pad + `torch.sort` + L1, vectorised). reference = the paper's code "
         "structure (loop over samples). KL on one vocabulary of the student's size. top-k = ULD with the "
         "tail-mass term.",
         "",
@@ -664,7 +664,7 @@ def render_markdown(res: dict) -> str:
     ot = res.get("ot_scaling", {})
     lines += ["", "## Exact and entropic OT scaling (one pair of vectors of size N)", ""]
     if ot.get("exponents"):
-        lines += [f"From `{ot['file']}` (uldviz.timing.write_ot_scaling); growth exponent k in t ~ N^k fitted "
+        lines += [f"From `{ot['file']}` (uldviz.course.timing.write_ot_scaling); growth exponent k in t ~ N^k fitted "
                   f"on N ≥ {ot.get('fit_min_n', 1000)}.", "", "| method | exponent | largest N timed | seconds there |",
                   "|---|---|---|---|"]
         for name, k in ot["exponents"].items():
@@ -709,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
                          "quick: not written unless given)")
     ap.add_argument("--md", type=Path, default=None, help="Markdown file (default: RESULTS.md next to --out)")
     ap.add_argument("--ot", choices=("run", "file", "skip"), default="run",
-                    help="OT scaling: run uldviz.timing (writes data/bench_ot.json in a full run), "
+                    help="OT scaling: run uldviz.course.timing (writes data/bench_ot.json in a full run), "
                          "read that file, or skip")
     ap.add_argument("--ot-path", type=Path, default=None,
                     help="where the OT scaling JSON goes (default data/bench_ot.json)")

@@ -12,11 +12,11 @@ import pytest
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # never fetch a browser
 matplotlib.use("Agg")  # figures made inside the test process are drawn off-screen
 
-#: A test module that imports ipywidgets or uldviz.widgets at its top is a widget test: `make test` reruns it
+#: A test module that imports ipywidgets or uldviz.viz.widgets at its top is a widget test: `make test` reruns it
 #: under ipywidgets 7.7. Other tests can opt in with @pytest.mark.widgets.
 _USES_WIDGETS = re.compile(
-    r"^(import ipywidgets|from ipywidgets\b|import uldviz\.widgets|from uldviz\.widgets\b"
-    r"|from uldviz import .*widgets)",
+    r"^(import ipywidgets|from ipywidgets\b|import uldviz\.viz\.widgets|from uldviz\.viz\.widgets\b"
+    r"|from uldviz\.viz import .*widgets)",
     re.M,
 )
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from uldviz.distill import DistillConfig, Setup
-from uldviz.models import tiny_causal_lm
-from uldviz.tokenization import offline_tokenizers
+from uldviz.io.models import tiny_causal_lm
+from uldviz.io.tokenizers import offline_tokenizers
 
 
 def tiny_setup(corpus_chars: int = 80_000, heldout_chars: int = 1500) -> Setup:
     """The kit's two tokenizers, a 1-layer random teacher and a small slice of the corpus split three ways."""
-    from uldviz.corpus import load_corpus, train_val_test_split
+    from uldviz.io.corpus import load_corpus, train_val_test_split
 
     t_tok, s_tok = offline_tokenizers()
     train_text, val_text, test_text = train_val_test_split(load_corpus()[:corpus_chars], 0.2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat
 
-from uldviz.site import execute
+from uldviz.course.site import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -20,7 +20,7 @@ def run_notebook(name: str, timeout: int = 600, fast: bool = True,
     """Execute ``notebooks/<name>`` in a fresh kernel (``ULDVIZ_FAST=1`` unless fast=False); return (nb, seconds).
 
     ``solutions=True`` runs it with ``SHOW_SOLUTIONS = True`` (the line in its set-up cell), so the solutions execute.
-    The kernel is the site builder's (:func:`uldviz.site.execute`): one way to run a lesson headless.
+    The kernel is the site builder's (:func:`uldviz.course.site.execute`): one way to run a lesson headless.
     """
     with fast_env(fast):
         return execute(NOTEBOOKS / name, timeout=timeout, solutions=solutions)

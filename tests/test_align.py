@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uldviz.align import (
+from uldviz.alignment.positions import (
     Alignment,
     alignment_rows,
     gather_pairs,
@@ -13,7 +13,7 @@ from uldviz.align import (
     positional_pairing,
     prediction_offsets,
 )
-from uldviz.losses import uld_loss
+from uldviz.maths.losses import uld_loss
 
 
 def spans_to_offsets(*rows):
@@ -162,7 +162,7 @@ def test_alignment_rows_both_ways():
 def test_offset_pairing_on_real_tokenizers_reads_the_same_text():
     """With trained tokenizers (BPE bytes vs Unigram), every pair has read exactly the same characters."""
     from uldviz.distill import make_batch, pair_positions
-    from uldviz.tokenization import offline_tokenizers
+    from uldviz.io.tokenizers import offline_tokenizers
 
     t_tok, s_tok = offline_tokenizers()
     texts = ["The café 🙂 serves crème brûlée; naïve lambda x: x**2.", "An identifier occurring as an atom is a name."]

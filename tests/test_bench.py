@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from uldviz import losses as L
+from uldviz.maths import losses as L
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "bench.py"

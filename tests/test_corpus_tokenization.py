@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from uldviz import vocab as V
-from uldviz.corpus import (
+from uldviz.io.corpus import (
     DOC_SEPARATOR,
     load_corpus,
     load_documents,
@@ -16,8 +15,8 @@ from uldviz.corpus import (
     split_documents,
     train_val_split,
 )
-from uldviz.hub import HubUnavailableError
-from uldviz.tokenization import (
+from uldviz.io.hub import HubUnavailableError
+from uldviz.io.tokenizers import (
     cut_points,
     load_hub_tokenizers,
     load_tokenizer,
@@ -32,6 +31,7 @@ from uldviz.tokenization import (
     train_unigram_tokenizer,
     vocab_overlap,
 )
+from uldviz.maths import patches as V
 
 SAMPLES = [
     "café — naïve",
@@ -276,7 +276,7 @@ def test_save_tokenizer_is_portable_and_round_trips(tmp_path, shipped):
 
 
 def test_hub_module_offline_switch_and_name_checks(monkeypatch):
-    from uldviz import hub
+    from uldviz.io import hub
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub.hub_is_offline() and hub.resolve_local_only("some/name", None)

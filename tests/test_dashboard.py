@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 
 from helpers import tiny_config, tiny_setup  # noqa: E402
 
-from uldviz.widgets.dashboard import DASHBOARD_CLASS, STOP_CLASS, DistillDashboard  # noqa: E402
+from uldviz.viz.widgets.dashboard import DASHBOARD_CLASS, STOP_CLASS, DistillDashboard  # noqa: E402
 
 
 @pytest.fixture(scope="module")

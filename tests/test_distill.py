@@ -37,9 +37,9 @@ from uldviz.distill import (
 )
 from uldviz.distill import core as dcore
 from uldviz.distill.data import generate_teacher_text, sample_tokens, teacher_generated_text
-from uldviz.distill.objectives import uld_term
-from uldviz.models import tiny_causal_lm
-from uldviz.tokenization import offline_tokenizers
+from uldviz.io.models import tiny_causal_lm
+from uldviz.io.tokenizers import offline_tokenizers
+from uldviz.train.objectives import uld_term
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,7 +100,7 @@ def test_student_subset_fraction_and_spread():
 
 
 def test_splits_are_disjoint_documents_and_the_teacher_never_saw_val_or_test():
-    from uldviz.corpus import load_corpus, split_documents, train_val_split, train_val_test_split
+    from uldviz.io.corpus import load_corpus, split_documents, train_val_split, train_val_test_split
 
     text = load_corpus()
     train_text, val_text, test_text = train_val_test_split(text, 0.1)
@@ -178,9 +178,9 @@ def test_uld_shuffled_compares_with_other_positions_of_the_same_batch(toks):
     shuffled = uld_term(s, t, batch, generator=torch.Generator().manual_seed(1))
     assert plain.item() != pytest.approx(shuffled.item(), abs=1e-4)
     # comparing every student row with the teacher row it was shuffled onto gives exactly the shuffled loss
-    from uldviz.align import gather_pairs
-    from uldviz.distill.objectives import pair_positions
-    from uldviz.losses import uld_loss
+    from uldviz.alignment.positions import gather_pairs
+    from uldviz.maths.losses import uld_loss
+    from uldviz.train.objectives import pair_positions
 
     ps, pt, m = gather_pairs(s, t, pair_positions(batch, "offset"))
     pt2 = shuffle_pairs(pt, m, torch.Generator().manual_seed(1))
@@ -431,7 +431,7 @@ def test_run_parallel_matches_sequential_runs():
 
 
 def test_hub_preset_offline_fails_clearly(monkeypatch):
-    from uldviz.tokenization import HubUnavailableError
+    from uldviz.io.tokenizers import HubUnavailableError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubUnavailableError, match="pythia|offline|Hub"):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from uldviz import vocab
 from uldviz.exercises import ex01
+from uldviz.maths import patches
 
 
 # ------------------------------------------------------------------ exercise 5: ULD from scratch
@@ -91,8 +91,8 @@ def test_limit_gradient_accepts_the_formula_as_dict_or_list():
 
 
 def test_limit_gradient_agrees_with_autograd_at_small_eps():
-    t, s = vocab.toy_pair()
-    want = vocab.smoothed_kl_gradient(t, s, 1e-12)
+    t, s = patches.toy_pair()
+    want = patches.smoothed_kl_gradient(t, s, 1e-12)
     got = right_limit(t, s)
     assert all(abs(got[k] - want[k]) < 1e-9 for k in s)
 
@@ -115,7 +115,7 @@ def test_limit_gradient_explains_wrong_formulas():
 
 
 def test_limit_gradient_catches_an_answer_that_only_fits_the_toy_pair():
-    toy = right_limit(*vocab.toy_pair())
+    toy = right_limit(*patches.toy_pair())
     fb = ex01.check_limit_gradient(lambda t, s: toy if set(s) == set(toy) else {v: 0.0 for v in s})
     assert not fb.ok
 
@@ -132,9 +132,9 @@ def test_gradient_verdict_right_letter_and_explained_wrong_ones():
 
 
 def test_gradient_verdict_b_is_where_the_gradient_vanishes():
-    teacher, _ = vocab.toy_pair()
+    teacher, _ = patches.toy_pair()
     end = {"dog": 0.625, "cat": 0.375 - 1e-9, "sun": 1e-9}  # sun -> 0
-    grad = vocab.smoothed_kl_gradient(teacher, end, 1e-12)
+    grad = patches.smoothed_kl_gradient(teacher, end, 1e-12)
     assert max(abs(g) for g in grad.values()) < 1e-6
-    start = vocab.smoothed_kl_gradient(teacher, {"dog": 0.4, "cat": 0.4, "sun": 0.2}, 1e-12)  # choice C: not 0
+    start = patches.smoothed_kl_gradient(teacher, {"dog": 0.4, "cat": 0.4, "sun": 0.2}, 1e-12)  # choice C: not 0
     assert max(abs(g) for g in start.values()) > 0.1

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from uldviz import ot as uot
 from uldviz.exercises import ex02
-from uldviz.losses import uld_distance, uld_topk_distance
+from uldviz.maths import transport as uot
+from uldviz.maths.losses import uld_distance, uld_topk_distance
 
 
 # ------------------------------------------------------------------ exercise 4: the sorted plan

@@ -57,7 +57,7 @@ def test_scaled_gkl_and_control_checkers():
     assert "factor p" in ex04.check_scaled_gkl(c - 1 - math.log(c)).message
     assert not ex04.check_scaled_gkl(None).ok
     # the derived formula is the kit's generalised KL
-    from uldviz.identity import generalized_kl
+    from uldviz.maths.identity import generalized_kl
 
     p = torch.tensor([0.3, 0.2, 0.1], dtype=torch.float64)
     assert float(generalized_kl(p.log(), (c * p).log())) == pytest.approx(P * (c - 1 - math.log(c)))

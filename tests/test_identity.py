@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from uldviz.identity import (
+from uldviz.maths.identity import (
     ALM_TAU,
     chunk_likelihood_loss,
     chunk_log_likelihoods,
@@ -19,8 +19,8 @@ from uldviz.identity import (
     merged_group_logprobs,
     token_logprobs,
 )
-from uldviz.losses import kl_divergence, uld_distance, uld_loss
-from uldviz.shared_vocab import SharedVocab
+from uldviz.maths.losses import kl_divergence, uld_distance, uld_loss
+from uldviz.vocab.shared import SharedVocab
 
 
 def logits_with_probs(rows):

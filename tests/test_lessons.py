@@ -1,4 +1,4 @@
-"""uldviz.lessons: counting a notebook, the time rule, the generated statements; and the conventions every lesson
+"""uldviz.course.lessons: counting a notebook, the time rule, the generated statements; and the conventions every lesson
 notebook follows (objectives and measured time, glossary, SHOW_SOLUTIONS guard, exercise kinds, summary cell)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from nbrun import NOTEBOOKS
 
-from uldviz import lessons as L
+from uldviz.course import lessons as L
 
 #: Every lesson notebook follows the conventions of notebooks/README.md (a new lesson is checked as it lands).
 CONVERTED = [p.name for p in L.lesson_paths(NOTEBOOKS)]
@@ -154,17 +154,17 @@ def test_lesson_follows_the_conventions(name):
 
 @pytest.mark.parametrize("name", CONVERTED)
 def test_stated_time_is_the_rule_applied_to_the_measurements(name):
-    """Fails when the prose, cells or exercises change without `python -m uldviz.lessons --write`."""
+    """Fails when the prose, cells or exercises change without `python -m uldviz.course.lessons --write`."""
     record = L.read_record()
     stats = L.notebook_stats(NOTEBOOKS / name)
     run = record["notebooks"][stats.name]
     stats.run_seconds, stats.widgets = run["run_seconds"], run["widgets"]
     header = nbformat.read(NOTEBOOKS / name, as_version=4).cells[2].source
     stated = header.split(L.TIME_START)[1].split(L.TIME_END)[0]
-    assert stated == L.time_sentence(stats), "run `python -m uldviz.lessons --write`"
+    assert stated == L.time_sentence(stats), "run `python -m uldviz.course.lessons --write`"
 
 
 def test_instructor_table_is_the_generated_one(tmp_path):
     copy = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOKS, copy, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    assert L.write_statements(copy, None) == [], "run `python -m uldviz.lessons --write`"
+    assert L.write_statements(copy, None) == [], "run `python -m uldviz.course.lessons --write`"

@@ -1,4 +1,4 @@
-"""Tests of uldviz.losses: KL on one vocabulary, the ULD closed form against the reference, top-k ULD and bad input."""
+"""Tests of uldviz.maths.losses: KL on one vocabulary, ULD's closed form vs the reference, top-k ULD and bad input."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uldviz import losses as L
+from uldviz.maths import losses as L
 
 
 def plain_uld(student_logits, teacher_logits, ts=1.0, tt=1.0):
@@ -346,7 +346,7 @@ def test_temperature_curve_limits_and_values():
 # --------------------------------------------------------------------------- the GPU code path
 def test_torch_kernel_used_on_gpu_matches_plain_values_and_gradients():
     """The pure-torch sorted L1 (what CUDA runs) equals the plain padded sort, gradients included."""
-    from uldviz._sorted_l1 import sorted_l1_torch
+    from uldviz.maths._sorted_l1 import sorted_l1_torch
 
     torch.manual_seed(12)
     s = torch.randn(3, 4, 40, dtype=torch.float64, requires_grad=True)

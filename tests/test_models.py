@@ -8,8 +8,7 @@ import time
 import pytest
 import torch
 
-from uldviz.metrics import bits_per_byte, encode_blocks, model_bits_per_byte, model_nll, sample_blocks
-from uldviz.models import (
+from uldviz.io.models import (
     HUB_STUDENT,
     HUB_TEACHER,
     HubUnavailableError,
@@ -17,7 +16,8 @@ from uldviz.models import (
     parameter_count,
     tiny_causal_lm,
 )
-from uldviz.tokenization import offline_tokenizers
+from uldviz.io.tokenizers import offline_tokenizers
+from uldviz.train.metrics import bits_per_byte, encode_blocks, model_bits_per_byte, model_nll, sample_blocks
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import torch
 from nbrun import NOTEBOOKS, error_outputs, run_notebook
 
 from uldviz.exercises import ex01
-from uldviz.vocab import smoothed_kl, toy_pair, uld
+from uldviz.maths.patches import smoothed_kl, toy_pair, uld
 
 NB = "01_kl_breaks.ipynb"
 

@@ -9,8 +9,8 @@ import ot
 import pytest
 import torch
 
-from uldviz import ot as uot
-from uldviz.losses import uld_distance, uld_reference
+from uldviz.maths import transport as uot
+from uldviz.maths.losses import uld_distance, uld_reference
 
 SIZE_PAIRS = [(3, 3), (5, 9), (9, 5), (20, 7), (64, 64), (100, 37), (1, 6), (250, 300)]
 ALPHAS = [0.05, 0.3, 1.0, 5.0]  # from very peaked to nearly flat

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import uldviz
-from uldviz import colab
+from uldviz.course import colab
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -103,11 +103,12 @@ HIDDEN = {"transformers", "ot", "ipywidgets", "matplotlib", "tokenizers", "IPyth
 for name in HIDDEN:
     sys.modules[name] = None
 import torch
-import uldviz, uldviz.losses, uldviz.align
+import uldviz, uldviz.maths.losses, uldviz.alignment.positions
 s = torch.randn(2, 3, 50, requires_grad=True)
 t = torch.randn(2, 3, 70)
-pairs = uldviz.align.positional_pairing(torch.ones(2, 3, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool))
-loss = uldviz.uld_loss(s, t) + uldviz.losses.uld_loss(s, t, top_k=5)
+pairs = uldviz.alignment.positions.positional_pairing(torch.ones(2, 3, dtype=torch.bool), torch.ones(2, 3,
+dtype=torch.bool))
+loss = uldviz.uld_loss(s, t) + uldviz.maths.losses.uld_loss(s, t, top_k=5)
 loss.backward()
 assert torch.isfinite(loss) and s.grad.abs().sum() > 0 and pairs.num_pairs == 6
 print("LOADED", sorted(m for m in sys.modules if m.partition(".")[0] in HIDDEN and sys.modules[m] is not None))
@@ -115,7 +116,7 @@ print("LOADED", sorted(m for m in sys.modules if m.partition(".")[0] in HIDDEN a
 
 
 def test_the_loss_imports_with_only_torch_and_numpy():
-    """`import uldviz`, uldviz.losses and uldviz.align, and the loss with its gradient, with the extras hidden."""
+    """`import uldviz`, its losses and position pairing, and the loss with its gradient, with the extras hidden."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-c", _LIGHT_IMPORT], capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -172,7 +173,7 @@ def test_readme_badges_point_at_repo_url():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_launch_cells_match_repo_url(path):
     """The first two cells are the current launch cells (badge + setup) for uldviz.REPO_URL: refresh them with
-    ``python -m uldviz.colab`` after a change."""
+    ``python -m uldviz.course.colab`` after a change."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -181,7 +182,7 @@ def test_notebook_launch_cells_match_repo_url(path):
         assert colab.LAUNCH_TAG in cell.metadata.get("tags", []), f"{path.name}: launch cells must come first"
     assert colab.colab_url(path.name) in badge.source
     assert setup.cell_type == "code" and setup.source == colab.setup_source(), (
-        f"{path.name}: its setup cell is stale; run python -m uldviz.colab"
+        f"{path.name}: its setup cell is stale; run python -m uldviz.course.colab"
     )
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3", f"{path.name}: kernelspec python3 missing"
     with_outputs = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]

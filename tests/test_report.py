@@ -1,4 +1,4 @@
-"""The README's results block is the one `python -m uldviz.report` writes from the shipped files."""
+"""The README's results block is the one `python -m uldviz.course.report` writes from the shipped files."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from uldviz import report
+from uldviz.course import report
 from uldviz.distill.protocol import load_records, summarize_protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_readme_results_block_is_current():
-    assert report.update_readme(ROOT / "README.md", check=True), "run: python -m uldviz.report"
+    assert report.update_readme(ROOT / "README.md", check=True), "run: python -m uldviz.course.report"
 
 
 def test_block_numbers_come_from_the_files():

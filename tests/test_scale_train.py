@@ -18,8 +18,8 @@ import torch
 
 pytest.importorskip("accelerate", reason="the scale tests need the [scale] extra (make test installs it)")
 
-from uldviz.corpus import load_corpus  # noqa: E402
-from uldviz.models import HubUnavailableError  # noqa: E402
+from uldviz.io.corpus import load_corpus  # noqa: E402
+from uldviz.io.models import HubUnavailableError  # noqa: E402
 from uldviz.scale import ScaleConfig, cache_teacher, generate_answers, train  # noqa: E402
 from uldviz.scale.cache import TeacherCache, cache_row_bytes  # noqa: E402
 from uldviz.scale.data import encode_examples, load_examples  # noqa: E402
@@ -109,8 +109,8 @@ def test_kl_needs_one_tokenizer_and_runs_with_one(work, tmp_path):
     with pytest.raises(ValueError, match="share one tokenizer"):
         train(config(work, "kl_bad", loss="kl", steps=1))
     # a student that uses the teacher's tokenizer: KL on one vocabulary is defined
-    from uldviz.models import tiny_causal_lm
-    from uldviz.tokenization import save_tokenizer
+    from uldviz.io.models import tiny_causal_lm
+    from uldviz.io.tokenizers import save_tokenizer
 
     t_tok = load_tokenizer_of(str(work / "pair0" / "teacher"))
     tiny_causal_lm(len(t_tok), n_layer=1, n_embd=32, n_head=2, seed=5).save_pretrained(tmp_path / "same")

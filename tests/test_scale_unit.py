@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from uldviz import losses as L
+from uldviz.maths import losses as L
 from uldviz.scale import arithmetic as A
 from uldviz.scale.cache import cache_row_bytes
 from uldviz.scale.config import ScaleConfig, add_dataclass_args, dataclass_from_args
@@ -178,10 +178,10 @@ def test_topk_errors_come_from_the_benchmark_file():
 def test_span_groups_of_a_scaled_batch_are_exactly_the_answer_groups():
     """hybrid/chunk count a group when its first token is answer text: not the prompt's last group, and the
     answer's last group too (a position i marks token i+1, so the group starting at s is read at s - 1)."""
+    from uldviz.alignment.spans import align_batch
+    from uldviz.io.tokenizers import offline_tokenizers
     from uldviz.scale.data import encode_examples
     from uldviz.scale.objectives import LossContext, _span_pairs
-    from uldviz.spans import align_batch
-    from uldviz.tokenization import offline_tokenizers
 
     tok_a, tok_b = offline_tokenizers()[:2]
     ex = Example("The quick brown", " fox jumps over the lazy dog.")

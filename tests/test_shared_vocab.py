@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uldviz.shared_vocab import SharedVocab, surface_vocab
-from uldviz.tokenization import _byte_decoder, offline_tokenizers
+from uldviz.io.tokenizers import _byte_decoder, offline_tokenizers
+from uldviz.vocab.shared import SharedVocab, surface_vocab
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The course as static HTML (uldviz.site, `make site`): the pieces on small inputs, then a real build in fast mode
+"""The course as static HTML (uldviz.course.site, `make site`): the pieces on small inputs, then a real build in fast
+mode
 whose index and lesson pages are opened in headless Chromium (Debian's, driven by Playwright, no network)."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from nbrun import fast_env
 
-from uldviz import site
+from uldviz.course import site
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +99,7 @@ def test_recording_run_times_is_refused_in_fast_mode(monkeypatch, tmp_path, caps
 def test_make_site_runs_the_builder_into_site():
     done = subprocess.run(["make", "-n", "-B", "site"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "-m uldviz.site --out site" in done.stdout
+    assert "-m uldviz.course.site --out site" in done.stdout
     assert "site/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
@@ -169,7 +170,7 @@ def test_load_average_is_none_where_the_os_has_none(monkeypatch):
     """--record, the benchmark and timing all read the load through config.load_average: Windows has no getloadavg."""
     import os
 
-    from uldviz.config import load_average
+    from uldviz.env import load_average
 
     assert len(load_average()) == 3
     monkeypatch.delattr(os, "getloadavg")

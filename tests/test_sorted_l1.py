@@ -1,6 +1,6 @@
-"""Tests of the fast sorted-L1 kernel behind the ULD loss (uldviz._sorted_l1).
+"""Tests of the fast sorted-L1 kernel behind the ULD loss (uldviz.maths._sorted_l1).
 
-The kernel must give the same values and gradients as the one reference, uldviz.losses.uld_reference
+The kernel must give the same values and gradients as the one reference, uldviz.maths.losses.uld_reference
 (zero-pad, stable descending torch.sort, abs, sum), in eager mode, under torch.func and torch.compile,
 and must not hang in a forked child; no timing is asserted.
 """
@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uldviz import _sorted_l1 as K
-from uldviz import losses as L
+from uldviz.maths import _sorted_l1 as K
+from uldviz.maths import losses as L
 
 
 def plain_uld(s, t, ts=1.0, tt=1.0, mask=None):

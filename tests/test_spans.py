@@ -8,8 +8,7 @@ import time
 import pytest
 import torch
 
-from uldviz.corpus import load_corpus
-from uldviz.spans import (
+from uldviz.alignment.spans import (
     SpanAlignment,
     align_spans,
     batch_token_bytes,
@@ -20,7 +19,8 @@ from uldviz.spans import (
     utf8_byte_spans,
     vocab_byte_lengths,
 )
-from uldviz.tokenization import _byte_decoder, offline_tokenizers
+from uldviz.io.corpus import load_corpus
+from uldviz.io.tokenizers import _byte_decoder, offline_tokenizers
 
 
 @pytest.fixture(scope="module")

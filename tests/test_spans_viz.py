@@ -12,18 +12,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from uldviz.identity import (  # noqa: E402
+from uldviz.alignment.spans import align_text  # noqa: E402
+from uldviz.io.models import load_teacher, tiny_causal_lm  # noqa: E402
+from uldviz.io.tokenizers import offline_tokenizers  # noqa: E402
+from uldviz.maths.identity import (  # noqa: E402
     chunk_likelihood_loss,
     chunk_log_likelihoods,
     hybrid_uld_loss,
     merged_group_logprobs,
 )
-from uldviz.models import load_teacher, tiny_causal_lm  # noqa: E402
-from uldviz.plots import spans as splots  # noqa: E402
-from uldviz.shared_vocab import SharedVocab  # noqa: E402
-from uldviz.spans import align_text  # noqa: E402
-from uldviz.tokenization import offline_tokenizers  # noqa: E402
-from uldviz.widgets.spans import DEFAULT_TEXT, AlignmentExplorer, group_values  # noqa: E402
+from uldviz.viz.plots import spans as splots  # noqa: E402
+from uldviz.viz.widgets.spans import DEFAULT_TEXT, AlignmentExplorer, group_values  # noqa: E402
+from uldviz.vocab.shared import SharedVocab  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from uldviz.corpus import load_corpus, train_val_split
-from uldviz.metrics import model_bits_per_byte
-from uldviz.models import load_teacher, parameter_count, teacher_dir
-from uldviz.teacher import QUICK, TeacherConfig, build_teacher, main
-from uldviz.tokenization import offline_tokenizers
+from uldviz.io.corpus import load_corpus, train_val_split
+from uldviz.io.models import load_teacher, parameter_count, teacher_dir
+from uldviz.io.tokenizers import offline_tokenizers
+from uldviz.train.metrics import model_bits_per_byte
+from uldviz.train.teacher import QUICK, TeacherConfig, build_teacher, main
 
 
 @pytest.fixture(autouse=True)

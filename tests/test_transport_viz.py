@@ -16,18 +16,18 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
-from uldviz import ot as uot  # noqa: E402
-from uldviz import timing  # noqa: E402
+from uldviz.course import timing  # noqa: E402
 from uldviz.exercises import ex02  # noqa: E402
-from uldviz.losses import (  # noqa: E402
+from uldviz.maths import transport as uot  # noqa: E402
+from uldviz.maths.losses import (  # noqa: E402
     large_temperature_limit,
     temperature_curve,
     uld_distance,
     uld_loss,
     uld_topk_distance,
 )
-from uldviz.plots import transport as tplots  # noqa: E402
-from uldviz.widgets.transport import SinkhornExplorer, TemperatureTopkExplorer  # noqa: E402
+from uldviz.viz.plots import transport as tplots  # noqa: E402
+from uldviz.viz.widgets.transport import SinkhornExplorer, TemperatureTopkExplorer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests of uldviz.vocab (toy vocabularies, KL patches, ULD) and its plots, against uldviz.losses."""
+"""Tests of uldviz.maths.patches (toy vocabularies, KL patches, ULD) and its plots, against uldviz.maths.losses."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from uldviz import losses  # noqa: E402
-from uldviz import vocab as V  # noqa: E402
-from uldviz.plots import vocab as P  # noqa: E402
+from uldviz.maths import losses  # noqa: E402
+from uldviz.maths import patches as V  # noqa: E402
+from uldviz.viz.plots import vocab as P  # noqa: E402
 
 
 def test_toy_pair_vocabularies_differ_and_are_copies():

@@ -7,9 +7,9 @@ import math
 import matplotlib.pyplot as plt
 import pytest
 
-from uldviz import vocab as V
-from uldviz.widgets.kl_explorer import KLExplorer, rebalance
-from uldviz.widgets.tokens import TokenChips, chips_html, load_tokenizer_pair
+from uldviz.maths import patches as V
+from uldviz.viz.widgets.kl_explorer import KLExplorer, rebalance
+from uldviz.viz.widgets.tokens import TokenChips, chips_html, load_tokenizer_pair
 
 #: A hub name no cache holds, so the offline path is taken on every machine.
 NOT_CACHED = "uldviz-tests/no-such-tokenizer"
@@ -154,7 +154,7 @@ def test_explorer_refuses_bad_start_values():
 # ------------------------------------------------------------------ tokenizers
 @pytest.fixture(scope="module")
 def offline_pair():
-    from uldviz.tokenization import offline_tokenizers
+    from uldviz.io.tokenizers import offline_tokenizers
 
     return offline_tokenizers()
 
@@ -186,7 +186,7 @@ def test_token_chips_update_when_the_text_changes(offline_pair):
 
 def test_chips_mark_partial_utf8_characters(offline_pair):
     t, _ = offline_pair
-    from uldviz.tokenization import token_spans
+    from uldviz.io.tokenizers import token_spans
 
     spans = token_spans(t, "é")
     if len(spans) > 1:  # byte-level BPE split the two bytes of é: both chips are marked
@@ -220,8 +220,8 @@ def test_hub_name_offline_prints_clear_error_and_falls_back(capsys, offline_pair
 
 
 def test_hub_name_offline_raises_hub_unavailable():
-    from uldviz.hub import HubUnavailableError
-    from uldviz.tokenization import load_hub_tokenizers
+    from uldviz.io.hub import HubUnavailableError
+    from uldviz.io.tokenizers import load_hub_tokenizers
 
     with pytest.raises(HubUnavailableError, match="no-such-tokenizer"):
         load_hub_tokenizers(NOT_CACHED, "google-t5/t5-small")

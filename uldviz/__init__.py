@@ -1,14 +1,15 @@
 """uldviz: an interactive teaching kit for the Universal Logit Distillation (ULD) loss.
 
-The maths lives in :mod:`uldviz.losses`, :mod:`uldviz.align`, :mod:`uldviz.spans`, :mod:`uldviz.identity`,
-:mod:`uldviz.shared_vocab`, :mod:`uldviz.ot` and :mod:`uldviz.tokenization` (no plotting); plots in
-:mod:`uldviz.plots`; widgets in :mod:`uldviz.widgets`; the distillation core, objectives and protocol in
+The maths lives in :mod:`uldviz.maths.losses`, :mod:`uldviz.alignment.positions`, :mod:`uldviz.alignment.spans`,
+:mod:`uldviz.maths.identity`,
+:mod:`uldviz.vocab.shared`, :mod:`uldviz.maths.transport` and :mod:`uldviz.io.tokenizers` (no plotting); plots in
+:mod:`uldviz.viz.plots`; widgets in :mod:`uldviz.viz.widgets`; the distillation core, objectives and protocol in
 :mod:`uldviz.distill`; real models with ``accelerate`` in :mod:`uldviz.scale`. Import submodules explicitly;
 this top level only re-exports the losses, and needs only torch and numpy (the notebooks' packages are the
 ``[notebooks]`` extra).
 """
 
-from .losses import (
+from uldviz.maths.losses import (
     PAPER_LAMBDA,
     ce_plus_uld,
     cross_entropy,

@@ -14,7 +14,7 @@ COMMANDS = {
     "distill": ("uldviz.distill.cli", "train named distillation runs over several seeds (notebook 03), JSON out"),
     "protocol": ("uldviz.distill.cli:protocol_main",
                  "notebooks 03/04's experiment: grids on validation, 5 seeds, two regimes, test scores"),
-    "build-teacher": ("uldviz.teacher", "rebuild the shipped tokenizers and teacher checkpoint in data/"),
+    "build-teacher": ("uldviz.train.teacher", "rebuild the shipped tokenizers and teacher checkpoint in data/"),
     # real models on 1..N GPUs with accelerate (docs/scale.md; needs the [scale] extra)
     "train": ("uldviz.scale.loop", "distil a causal-LM teacher into a causal-LM student (accelerate launch-able)"),
     "generate": ("uldviz.scale.generate", "the teacher answers a prompt file: data for sequence-level KD"),

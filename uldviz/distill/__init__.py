@@ -2,14 +2,14 @@
 
 - :mod:`~uldviz.distill.core`: the training core — config, batch, one step's objective, one run's loop
   (read it in one sitting);
-- :mod:`~uldviz.distill.objectives`: the distillation terms (ULD, KL, hybrid, chunk likelihood) and the
+- :mod:`~uldviz.train.objectives`: the distillation terms (ULD, KL, hybrid, chunk likelihood) and the
   shuffled-teacher control, passed to the loop as a parameter;
 - :mod:`~uldviz.distill.data`: the teacher, the tokenizers, the train/validation/test splits, teacher-written text;
 - :mod:`~uldviz.distill.experiment` and :mod:`~uldviz.distill.protocol`: named runs, seeds, worker
   processes, and the evaluation protocol; :mod:`~uldviz.distill.cli`: the command line.
 """
 
-from .core import (
+from uldviz.distill.core import (
     LOSSES,
     Batch,
     DistillConfig,
@@ -22,8 +22,16 @@ from .core import (
     step_loss,
     train,
 )
-from .data import Setup, build_student, generate, prepare, sample_windows, student_subset, teacher_generated_text
-from .experiment import (
+from uldviz.distill.data import (
+    Setup,
+    build_student,
+    generate,
+    prepare,
+    sample_windows,
+    student_subset,
+    teacher_generated_text,
+)
+from uldviz.distill.experiment import (
     DEFAULT_RUNS,
     RUN_LABELS,
     RUNS,
@@ -36,7 +44,7 @@ from .experiment import (
     run_parallel,
     summarize,
 )
-from .objectives import make_objective, pair_positions, shuffle_pairs
+from uldviz.train.objectives import make_objective, pair_positions, shuffle_pairs
 
 __all__ = [
     "LOSSES", "Batch", "DistillConfig", "RunResult", "StopFlag", "encode_texts", "evaluate", "label_mask",

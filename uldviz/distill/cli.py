@@ -17,9 +17,17 @@ from pathlib import Path
 
 import torch
 
-from ..config import fast_mode, pick_device
-from .core import DistillConfig, evaluate
-from .experiment import DEFAULT_RUNS, RUNS, fast_config, run_config, run_experiment, run_parallel, summarize
+from uldviz.distill.core import DistillConfig, evaluate
+from uldviz.distill.experiment import (
+    DEFAULT_RUNS,
+    RUNS,
+    fast_config,
+    run_config,
+    run_experiment,
+    run_parallel,
+    summarize,
+)
+from uldviz.env import fast_mode, pick_device
 
 __all__ = ["main", "protocol_main"]
 
@@ -74,7 +82,7 @@ def _checked(parser: argparse.ArgumentParser, base_of, runs) -> DistillConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m uldviz distill``: train, print a table, optionally write JSON."""
-    from .data import prepare
+    from uldviz.distill.data import prepare
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
@@ -142,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------- the protocol
 def _protocol_parser() -> argparse.ArgumentParser:
     """The ``python -m uldviz protocol`` options."""
-    from .protocol import GRID_SEEDS, REGIMES, SEEDS
+    from uldviz.distill.protocol import GRID_SEEDS, REGIMES, SEEDS
 
     p = argparse.ArgumentParser(prog="python -m uldviz protocol",
                                 description="Notebooks 03/04's experiment: grids on validation, then every run with "
@@ -165,8 +173,8 @@ def _protocol_parser() -> argparse.ArgumentParser:
 
 def protocol_main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m uldviz protocol``."""
-    from .data import prepare, seqkd_path, write_teacher_text
-    from .protocol import REGIMES, load_records, results_path, run_protocol, summarize_protocol
+    from uldviz.distill.data import prepare, seqkd_path, write_teacher_text
+    from uldviz.distill.protocol import REGIMES, load_records, results_path, run_protocol, summarize_protocol
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _protocol_parser()

@@ -7,7 +7,7 @@ so positions can be paired), and minimises
 .. math:: \mathcal L = \mathrm{CE}_\varepsilon(\text{student}) + \lambda\, D(\text{student}, \text{teacher}),
 
 where :math:`\mathrm{CE}_\varepsilon` is cross-entropy with label smoothing ε (0 by default) and D is the
-distillation term chosen by ``cfg.loss`` — built by :func:`uldviz.distill.objectives.make_objective` and
+distillation term chosen by ``cfg.loss`` — built by :func:`uldviz.train.objectives.make_objective` and
 passed to :func:`train` as a parameter (ULD, KL, hybrid, chunk likelihood, or a custom callable).
 
 Runs are compared on **bits per byte**, which does not depend on the tokenizer, on three disjoint
@@ -26,11 +26,11 @@ from typing import Callable
 
 import torch
 
-from ..config import check_int_fields, pick_device
-from ..losses import cross_entropy
-from ..metrics import context_length, model_bits_per_byte
-from ..schedule import warmup_cosine_lr
-from ..spans import encode_texts
+from uldviz.alignment.spans import encode_texts
+from uldviz.env import check_int_fields, pick_device
+from uldviz.maths.losses import cross_entropy
+from uldviz.train.metrics import context_length, model_bits_per_byte
+from uldviz.train.schedule import warmup_cosine_lr
 
 __all__ = [
     "DistillConfig",
@@ -46,7 +46,7 @@ __all__ = [
     "train",
 ]
 
-#: Distillation terms :func:`uldviz.distill.objectives.make_objective` knows ("ce" means none).
+#: Distillation terms :func:`uldviz.train.objectives.make_objective` knows ("ce" means none).
 LOSSES = ("ce", "uld", "kl", "hybrid", "chunk")
 
 
@@ -226,14 +226,14 @@ def train(cfg: DistillConfig, setup, name: str = "run", objective: Callable | No
     """Train one student with ``cfg`` on ``setup`` (:class:`uldviz.distill.data.Setup`); return its :class:`RunResult`.
 
     ``objective``: the distillation term, ``"auto"`` builds it from ``cfg`` (see
-    :func:`~uldviz.distill.objectives.make_objective`), ``None`` trains with CE only, a callable
+    :func:`~uldviz.train.objectives.make_objective`), ``None`` trains with CE only, a callable
     ``(student_logits, teacher_logits, batch) -> tensor`` replaces it. ``callback(event)`` receives
     ``{"type": "start"|"step"|"eval"|"end", ...}``; ``stop.set()`` or a KeyboardInterrupt ends the run
     after the current step, keeping its curve (it is then scored as it is). ``keep_model`` keeps the
     selected checkpoint's model in ``result.model`` (on the CPU).
     """
-    from .data import build_student, sample_windows, teacher_generated_text
-    from .objectives import make_objective
+    from uldviz.distill.data import build_student, sample_windows, teacher_generated_text
+    from uldviz.train.objectives import make_objective
 
     device = pick_device(cfg.device)
     amp = (device.type == "cuda") if cfg.amp is None else bool(cfg.amp)
@@ -306,7 +306,7 @@ def train(cfg: DistillConfig, setup, name: str = "run", objective: Callable | No
         res.test_selected = evaluate(student, s_tok, setup.test_text, block)
     res.seconds = time.perf_counter() - start
     if sample_prompt:
-        from .data import generate
+        from uldviz.distill.data import generate
 
         res.sample = generate(student, s_tok, sample_prompt, max_new_tokens=30, seed=cfg.seed)
     if keep_model:

@@ -1,7 +1,7 @@
 """What every distillation run shares: the teacher, both tokenizers, the three text splits, the student's text.
 
 - :func:`prepare` loads the shipped teacher (or hub models) and cuts the corpus into train /
-  validation / test documents (:func:`uldviz.corpus.train_val_test_split`).
+  validation / test documents (:func:`uldviz.io.corpus.train_val_test_split`).
 - :func:`student_subset` is the part of the training text a data-poor student sees.
 - :func:`teacher_generated_text` is the paper's data pipeline (sequence-level distillation): the
   teacher writes the student's training text itself, from prompts taken from the student's share;
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..metrics import context_length
+from uldviz.train.metrics import context_length
 
 __all__ = [
     "Setup",
@@ -70,19 +70,19 @@ def prepare(preset: str = "offline", heldout_fraction: float = 0.1, hub_teacher:
     ``'hub'``: a pretrained teacher (default EleutherAI/pythia-160m) and another model's tokenizer
     (default gpt2) for a student trained from scratch; offline it raises ``HubUnavailableError``.
     """
-    from ..corpus import load_corpus, train_val_test_split
+    from uldviz.io.corpus import load_corpus, train_val_test_split
 
     if preset == "offline":
-        from ..models import load_teacher
-        from ..tokenization import offline_tokenizers
+        from uldviz.io.models import load_teacher
+        from uldviz.io.tokenizers import offline_tokenizers
 
         teacher, t_tok, card = load_teacher()
         s_tok = offline_tokenizers()[1]
         heldout_fraction = (card or {}).get("config", {}).get("val_fraction", heldout_fraction)
         info = dict(card or {})
     elif preset == "hub":
-        from ..models import HUB_STUDENT, HUB_TEACHER, load_pretrained
-        from ..tokenization import load_tokenizer
+        from uldviz.io.models import HUB_STUDENT, HUB_TEACHER, load_pretrained
+        from uldviz.io.tokenizers import load_tokenizer
 
         name = hub_teacher or HUB_TEACHER
         teacher, t_tok = load_pretrained(name)
@@ -127,7 +127,7 @@ def sample_windows(text: str, n: int, chars: int, generator: torch.Generator) ->
 
 def build_student(cfg, vocab_size: int):
     """A fresh small GPT-2 student (seeded by ``cfg.seed``) for a vocabulary of ``vocab_size``."""
-    from ..models import tiny_causal_lm
+    from uldviz.io.models import tiny_causal_lm
 
     return tiny_causal_lm(vocab_size=vocab_size, n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head,
                           n_positions=cfg.n_positions, seed=cfg.seed)
@@ -221,7 +221,7 @@ def generate_teacher_text(teacher, tokenizer, train_text: str, fraction: float, 
 
 def seqkd_path(fraction: float, data: Path | None = None) -> Path:
     """Where the teacher-generated text for ``fraction`` is cached: ``data/seqkd/teacher_text_f{fraction}.txt``."""
-    from ..config import data_dir
+    from uldviz.env import data_dir
 
     return Path(data or data_dir()) / "seqkd" / f"teacher_text_f{fraction:g}.txt"
 

@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
-from .core import DistillConfig, RunResult, StopFlag, train
+from uldviz.distill.core import DistillConfig, RunResult, StopFlag, train
 
 __all__ = [
     "RunSpec",
@@ -145,7 +145,7 @@ def fast_config(**changes) -> DistillConfig:
 
 def default_config(**changes) -> DistillConfig:
     """:func:`fast_config` when ``ULDVIZ_FAST`` is set, else the default :class:`DistillConfig`."""
-    from ..config import fast_mode
+    from uldviz.env import fast_mode
 
     return fast_config(**changes) if fast_mode() else DistillConfig(**changes)
 
@@ -206,7 +206,7 @@ def _worker_init(preset: str, threads: int) -> None:
     global _WORKER_SETUP
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
     torch.set_num_threads(threads)
-    from .data import prepare
+    from uldviz.distill.data import prepare
 
     _WORKER_SETUP = prepare(preset)
 

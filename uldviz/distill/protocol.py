@@ -2,7 +2,7 @@ r"""The evaluation protocol of notebooks 03 and 04: does the teacher teach, or o
 
 Fixed before any run (and recorded here, so the shipped results regenerate with one command):
 
-- **Splits**: train / validation / test of whole documents (:func:`uldviz.corpus.train_val_test_split`).
+- **Splits**: train / validation / test of whole documents (:func:`uldviz.io.corpus.train_val_test_split`).
   Each run's checkpoint is the validation minimum of its curve (early stopping); hyper-parameters
   are chosen on validation; the reported score is test bits per byte, at the selected step and at
   the last step.
@@ -32,8 +32,8 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .core import DistillConfig, train
-from .experiment import RUNS, mean_std, run_config, run_label, shuffled_control
+from uldviz.distill.core import DistillConfig, train
+from uldviz.distill.experiment import RUNS, mean_std, run_config, run_label, shuffled_control
 
 __all__ = [
     "REGIMES",
@@ -72,7 +72,7 @@ MAX_EXTENSIONS = 2
 
 def results_path() -> Path:
     """The shipped protocol results: ``data/results/protocol_runs.jsonl`` (one JSON record per run)."""
-    from ..config import data_dir
+    from uldviz.env import data_dir
 
     return Path(data_dir()) / "results" / "protocol_runs.jsonl"
 
@@ -121,7 +121,7 @@ def _record(regime: str, spec: str, seed: int, phase: str, res) -> dict:
 
 def _protocol_worker(regime: str, spec: str, seed: int, base: dict, phase: str) -> dict:
     """Process-pool task: one protocol run, returned as its record."""
-    from . import experiment
+    from uldviz.distill import experiment
 
     cfg = run_config(spec, regime_config(regime, DistillConfig(**base)), seed=seed)
     return _record(regime, spec, seed, phase, train(cfg, experiment._WORKER_SETUP, name=spec, sample_prompt=None))
@@ -222,7 +222,7 @@ def run_protocol(path, regimes=tuple(REGIMES), runs=tuple(RUNS), base: DistillCo
 
     Ctrl-C stops at once; the runs already written stay, and the next call resumes.
     """
-    from .experiment import run_tasks
+    from uldviz.distill.experiment import run_tasks
 
     base = base or DistillConfig()
     path = Path(path)

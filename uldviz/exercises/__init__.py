@@ -1,5 +1,5 @@
 """Self-checking exercises: each checker says "right" or what is wrong, never the answer itself."""
 
-from ._core import Feedback
+from uldviz.exercises._core import Feedback
 
 __all__ = ["Feedback"]

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 
 import torch
 
-from ..losses import kl_divergence, uld_loss
-from ..vocab import (
+from uldviz.exercises._core import Feedback, as_number, call_student, choice_feedback
+from uldviz.maths.losses import kl_divergence, uld_loss
+from uldviz.maths.patches import (
     aligned_probs,
     check_distribution,
     disagreeing_pair,
@@ -22,7 +23,6 @@ from ..vocab import (
     toy_pair,
     uld,
 )
-from ._core import Feedback, as_number, call_student, choice_feedback
 
 __all__ = [
     "EX1_TEACHER",
@@ -77,7 +77,7 @@ def check_kl_by_hand(answer) -> Feedback:
         return Feedback(False, "Both models share the vocabulary and give every token some probability: "
                                "KL is finite here.")
     if _close(x, truth):
-        return Feedback(True, "Right: that is KL(p_T ‖ p_S) in nats, the value uldviz.losses.kl_divergence gives.")
+        return Feedback(True, "Right: that is KL(p_T ‖ p_S) in nats, what uldviz.maths.losses.kl_divergence gives.")
     if x < 0:
         return Feedback(False, "KL is never negative (Gibbs' inequality). Did you forget to weight each log ratio "
                                "by the teacher's probability, or flip the ratio?")
@@ -210,7 +210,8 @@ def _uld_variants(s: torch.Tensor, t: torch.Tensor) -> list[tuple[float, str]]:
 
 
 def check_uld_implementation(fn) -> Feedback:
-    """Exercise 5: ``fn(student_logits, teacher_logits)`` must equal :func:`uldviz.losses.uld_loss`, value and gradient.
+    """Exercise 5: ``fn(student_logits, teacher_logits)`` must equal :func:`uldviz.maths.losses.uld_loss`, value and
+    gradient.
 
     It is called on random float64 batches of several shapes (:data:`EX5_CASES`), including a student
     vocabulary larger than the teacher's; the teacher must be a constant target (no gradient).
@@ -256,7 +257,7 @@ def check_uld_implementation(fn) -> Feedback:
             diff = float("nan") if g_s is None else float((g_s - want_g).abs().max())
             return Feedback(False, f"The value is right but the gradient w.r.t. the student's logits is not (largest "
                                    f"difference {diff:.3g} on {where}). Did part of the computation leave torch?")
-    return Feedback(True, f"Right: your ULD equals uldviz.losses.uld_loss in value and gradient on {len(EX5_CASES)} "
+    return Feedback(True, f"Right: your ULD equals uldviz.maths.losses.uld_loss (value, gradient) on {len(EX5_CASES)} "
                           "random batches, student vocabulary smaller, larger and equal to the teacher's.")
 
 
@@ -308,7 +309,7 @@ def _as_gradient(answer, tokens: list[str]) -> "dict[str, float] | Feedback":
 def check_limit_gradient(fn) -> Feedback:
     """Exercise 6: ``fn(teacher, student)`` gives the limit as ε → 0 of the gradient of KL_ε w.r.t. the student logits.
 
-    Checked against autograd (:func:`uldviz.vocab.smoothed_kl_gradient` at ε = :data:`EX6_EPS`) on the
+    Checked against autograd (:func:`uldviz.maths.patches.smoothed_kl_gradient` at ε = :data:`EX6_EPS`) on the
     toy pair, the disagreeing pair and random pairs, one of them sharing no token with the teacher.
     """
     if fn is None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import ot as uot
-from ..losses import temperature_curve, uld_distance, uld_topk_distance
-from ._core import Feedback, as_number, call_student
+from uldviz.exercises._core import Feedback, as_number, call_student
+from uldviz.maths import transport as uot
+from uldviz.maths.losses import temperature_curve, uld_distance, uld_topk_distance
 
 __all__ = [
     "exercise1_pair",

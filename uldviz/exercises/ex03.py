@@ -11,9 +11,9 @@ import math
 
 import torch
 
-from ..align import offset_pairing
-from ..distill.protocol import compare, kl_share
-from ._core import Feedback, as_number
+from uldviz.alignment.positions import offset_pairing
+from uldviz.distill.protocol import compare, kl_share
+from uldviz.exercises._core import Feedback, as_number
 
 __all__ = [
     "EX1_TEXT",

@@ -10,9 +10,9 @@ import math
 
 import torch
 
-from ..identity import generalized_kl
-from ..shared_vocab import SharedVocab, surface_strings
-from ._core import Feedback, as_number
+from uldviz.exercises._core import Feedback, as_number
+from uldviz.maths.identity import generalized_kl
+from uldviz.vocab.shared import SharedVocab, surface_strings
 
 __all__ = [
     "EX1_TEACHER",

@@ -1,6 +1,7 @@
 """From the classroom to real models: the kit's losses on a distributed engine (Hugging Face ``accelerate``).
 
-Orchestration only, no new maths: the losses and pairings are :mod:`uldviz.losses` and :mod:`uldviz.align`.
+Orchestration only, no new maths: the losses and pairings are :mod:`uldviz.maths.losses` and
+:mod:`uldviz.alignment.positions`.
 
 - :mod:`~uldviz.scale.config`: :class:`ScaleConfig`, every knob of a run (and the command line built from it);
 - :mod:`~uldviz.scale.data`: examples, their order (a function of seed and step), both tokenizations;
@@ -13,9 +14,9 @@ Orchestration only, no new maths: the losses and pairings are :mod:`uldviz.losse
 Needs the ``scale`` extra: ``pip install -e '.[scale]'`` (accelerate, datasets, safetensors, transformers).
 """
 
-from .cache import cache_teacher
-from .config import ScaleConfig
-from .generate import generate_answers
-from .loop import train
+from uldviz.scale.cache import cache_teacher
+from uldviz.scale.config import ScaleConfig
+from uldviz.scale.generate import generate_answers
+from uldviz.scale.loop import train
 
 __all__ = ["ScaleConfig", "train", "generate_answers", "cache_teacher"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .cache import cache_row_bytes
+from uldviz.scale.cache import cache_row_bytes
 
 __all__ = ["DTYPE_BYTES", "ADAMW_BYTES_PER_PARAM", "RunShape", "estimate", "render_markdown", "DOC_SHAPES"]
 

@@ -3,7 +3,7 @@ r"""Teacher top-k cache: run the teacher once, then distil with no teacher in me
 For every training example and every student position paired with a teacher position (the run's pairing, answer
 positions only) the cache keeps the teacher's k largest probabilities (at its temperature), their token ids and
 the tail mass :math:`1 - \sum_{r<k} p_{(r)}`: exactly what ULD's top-k + tail form needs
-(:func:`uldviz.losses.uld_topk_from_teacher_topk`). Shards are safetensors files; ``cache.json`` records the
+(:func:`uldviz.maths.losses.uld_topk_from_teacher_topk`). Shards are safetensors files; ``cache.json`` records the
 teacher, the student tokenizer, the pairing, k and a fingerprint of the examples, so a mismatched training run
 fails clearly. ``python -m uldviz cache-teacher`` takes the same flags as ``train`` (plus ``--top-k``):
 
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from .config import ScaleConfig, parse_and_run
-from .data import encode_examples, fingerprint, load_examples
-from .loading import output_vocab
-from .objectives import answer_pairs
+from uldviz.scale.config import ScaleConfig, parse_and_run
+from uldviz.scale.data import encode_examples, fingerprint, load_examples
+from uldviz.scale.loading import output_vocab
+from uldviz.scale.objectives import answer_pairs
 
 __all__ = ["CACHE_FORMAT", "CACHE_DTYPES", "CachedTargets", "TeacherCache", "cache_row_bytes", "write_teacher_cache",
            "cache_teacher", "main"]
@@ -186,7 +186,7 @@ def cache_teacher(cfg: ScaleConfig) -> dict:
     """
     from accelerate import Accelerator
 
-    from .loading import check_context, load_teacher, load_tokenizer_of
+    from uldviz.scale.loading import check_context, load_teacher, load_tokenizer_of
 
     if not cfg.teacher_cache:
         raise ValueError("--teacher-cache DIR is required: the folder the cache is written to")

@@ -13,8 +13,8 @@ import sys
 import typing
 from dataclasses import dataclass, field
 
-from ..config import check_int_fields
-from ..losses import PAPER_LAMBDA
+from uldviz.env import check_int_fields
+from uldviz.maths.losses import PAPER_LAMBDA
 
 __all__ = ["ScaleConfig", "add_dataclass_args", "dataclass_from_args", "parse_and_run"]
 

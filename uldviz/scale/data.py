@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ..corpus import DOC_SEPARATOR, load_corpus, load_hf_dataset, load_text_file, train_val_split
-from ..spans import encode_texts
+from uldviz.alignment.spans import encode_texts
+from uldviz.io.corpus import DOC_SEPARATOR, load_corpus, load_hf_dataset, load_text_file, train_val_split
 
 __all__ = [
     "Example",
@@ -101,7 +101,7 @@ def load_examples(cfg) -> tuple[list[Example], str]:
     """(training examples, held-out text) for a :class:`~uldviz.scale.config.ScaleConfig`.
 
     Sources: ``.jsonl`` files (:func:`read_jsonl` rows), other files as plain text, else a Hugging Face dataset,
-    else the kit's offline corpus. Plain text is split by whole documents (:func:`uldviz.corpus.train_val_split`)
+    else the kit's offline corpus. Plain text is split by whole documents (:func:`uldviz.io.corpus.train_val_split`)
     and cut into windows; JSON-lines examples hold out every k-th example. ``val_data`` replaces the held-out part.
     """
     pairs, parts = [], []

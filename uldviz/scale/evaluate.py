@@ -1,7 +1,8 @@
 r"""Held-out bits per byte across processes: every block of the text scored once, sums gathered.
 
-The held-out text is cut once into blocks (:func:`uldviz.metrics.encode_blocks`), independently of the number of
-processes; process r scores its contiguous share with the kit's NLL core (:func:`uldviz.metrics.blocks_nll`) and the
+The held-out text is cut once into blocks (:func:`uldviz.train.metrics.encode_blocks`), independently of the number of
+processes; process r scores its contiguous share with the kit's NLL core (:func:`uldviz.train.metrics.blocks_nll`)
+and the
 NLL sums are added across processes, so the value equals the one-process value:
 
 .. math:: \mathrm{bpb} = \frac{\sum_r \mathrm{NLL}_r}{\ln 2 \cdot \text{bytes}}
@@ -15,7 +16,7 @@ import math
 
 import torch
 
-from ..metrics import bits_per_byte, blocks_nll, encode_blocks
+from uldviz.train.metrics import bits_per_byte, blocks_nll, encode_blocks
 
 __all__ = ["held_out_blocks", "distributed_bits_per_byte"]
 

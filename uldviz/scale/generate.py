@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .config import parse_and_run
-from .data import read_prompts
+from uldviz.scale.config import parse_and_run
+from uldviz.scale.data import read_prompts
 
 __all__ = ["GenerateConfig", "generate_answers", "main"]
 
@@ -52,8 +52,8 @@ class GenerateConfig:
 @torch.no_grad()
 def generate_answers(cfg: GenerateConfig) -> Path:
     """Write the teacher's completion of every prompt to ``cfg.out`` (input order kept); returns the file."""
-    from ..config import pick_device
-    from ..models import load_pretrained
+    from uldviz.env import pick_device
+    from uldviz.io.models import load_pretrained
 
     prompts = read_prompts(cfg.prompts, cfg.prompt_field)[: cfg.limit or None]
     empty = [i for i, p in enumerate(prompts, 1) if not p.strip()]

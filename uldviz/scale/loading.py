@@ -1,11 +1,11 @@
-"""Models and tokenizers of a scaled run, through the kit's offline-safe loaders (:mod:`uldviz.models`)."""
+"""Models and tokenizers of a scaled run, through the kit's offline-safe loaders (:mod:`uldviz.io.models`)."""
 
 from __future__ import annotations
 
 import torch
 
-from ..models import load_pretrained
-from ..tokenization import load_tokenizer
+from uldviz.io.models import load_pretrained
+from uldviz.io.tokenizers import load_tokenizer
 
 __all__ = ["require_teacher", "load_teacher", "load_student", "load_tokenizer_of", "output_vocab", "same_tokenizer",
            "check_context"]
@@ -65,7 +65,7 @@ def same_tokenizer(a, b) -> bool:
 
 def check_context(model, name: str, tokens: int, what: str = "--max-tokens") -> None:
     """Refuse sequences longer than the model's context (a GPT-2 would fail deep inside torch with an index error)."""
-    from ..metrics import context_length
+    from uldviz.train.metrics import context_length
 
     try:
         context = context_length(model)

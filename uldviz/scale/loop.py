@@ -22,11 +22,18 @@ from pathlib import Path
 
 import torch
 
-from .config import ScaleConfig, parse_and_run
-from .data import encode_examples, fingerprint, global_batch, load_examples, process_share
-from .evaluate import distributed_bits_per_byte, held_out_blocks
-from .loading import check_context, load_student, load_teacher, output_vocab, require_teacher, same_tokenizer
-from .objectives import LossContext, batch_sums, get_objective
+from uldviz.scale.config import ScaleConfig, parse_and_run
+from uldviz.scale.data import encode_examples, fingerprint, global_batch, load_examples, process_share
+from uldviz.scale.evaluate import distributed_bits_per_byte, held_out_blocks
+from uldviz.scale.loading import (
+    check_context,
+    load_student,
+    load_teacher,
+    output_vocab,
+    require_teacher,
+    same_tokenizer,
+)
+from uldviz.scale.objectives import LossContext, batch_sums, get_objective
 
 __all__ = ["TrainState", "TrainResult", "train", "save_checkpoint", "find_checkpoint", "main"]
 
@@ -127,7 +134,7 @@ def train(cfg: ScaleConfig) -> TrainResult:
         raise ValueError(f"--loss {cfg.loss} compares token i with token i: the student ({cfg.student}) and the "
                          f"teacher ({cfg.teacher}) must share one tokenizer; with different tokenizers use --loss uld")
     if objective.teacher == "cache":
-        from .cache import TeacherCache
+        from uldviz.scale.cache import TeacherCache
 
         ctx.store["cache"] = TeacherCache(cfg.teacher_cache)
         ctx.store["cache"].check_matches(cfg, s_tok, examples)

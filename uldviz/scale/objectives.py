@@ -2,9 +2,10 @@ r"""The loss registry of scaled runs: which distillation term D goes into :math:
 
 Each :class:`Objective` says what it needs from the teacher (its logits, a top-k cache, or nothing), how it pairs
 student and teacher positions of a batch (``pair``, computed before any forward pass so the loop can normalise by
-the global number of pairs), and its summed term (``term``). The maths is the kit's: :mod:`uldviz.losses` and
-:mod:`uldviz.align`; this module only wires it. ``hybrid`` and ``chunk`` are adapters to the identity-preserving
-losses of notebook 04 (:mod:`uldviz.spans` groups, :mod:`uldviz.identity` losses).
+the global number of pairs), and its summed term (``term``). The maths is the kit's: :mod:`uldviz.maths.losses` and
+:mod:`uldviz.alignment.positions`; this module only wires it. ``hybrid`` and ``chunk`` are adapters to the
+identity-preserving
+losses of notebook 04 (:mod:`uldviz.alignment.spans` groups, :mod:`uldviz.maths.identity` losses).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..align import Alignment, gather_pairs, offset_pairing, positional_pairing
-from ..losses import cross_entropy, kl_divergence, uld_loss, uld_topk_from_teacher_topk
+from uldviz.alignment.positions import Alignment, gather_pairs, offset_pairing, positional_pairing
+from uldviz.maths.losses import cross_entropy, kl_divergence, uld_loss, uld_topk_from_teacher_topk
 
 __all__ = ["Objective", "LossContext", "OBJECTIVES", "get_objective", "answer_pairs", "batch_sums", "register"]
 
@@ -121,11 +122,12 @@ def _cached_uld_term(s_logits, _teacher, batch, targets, ctx):
 
 # --------------------------------------------------------------------------- adapters to notebook 04's losses
 def _span_pairs(batch, ctx):
-    """Groups of student and teacher tokens covering the same text (:func:`uldviz.spans.align_batch`), answer only.
+    """Groups of student and teacher tokens covering the same text (:func:`uldviz.alignment.spans.align_batch`),
+    answer only.
 
     Returns ((sample, student_start, student_end, teacher_start, teacher_end), number of groups).
     """
-    from ..spans import align_batch
+    from uldviz.alignment.spans import align_batch
 
     sp = align_batch(batch, ctx.student_tokenizer, ctx.teacher_tokenizer)
     # student_answer[i] marks that token i+1 is answer text, so position start - 1 (which predicts the group's first
@@ -139,8 +141,8 @@ def _hybrid_term(s_logits, t_logits, batch, groups, ctx):
     """GOLD-style hybrid per span group: divergence on the strings both vocabularies share, sorted L1 on the rest."""
     if groups[0].numel() == 0:
         return _nothing(s_logits)
-    from ..identity import hybrid_uld_loss, merged_group_logprobs
-    from ..shared_vocab import SharedVocab
+    from uldviz.maths.identity import hybrid_uld_loss, merged_group_logprobs
+    from uldviz.vocab.shared import SharedVocab
 
     shared = ctx.once("shared_vocab", lambda: SharedVocab.from_tokenizers(ctx.student_tokenizer, ctx.teacher_tokenizer))
     b, s0, s1, t0, t1 = (g.to(s_logits.device) for g in groups)
@@ -154,7 +156,7 @@ def _chunk_term(s_logits, t_logits, batch, groups, ctx):
     """ALM-style chunk-likelihood matching over the aligned groups (τ from the config)."""
     if groups[0].numel() == 0:
         return _nothing(s_logits)
-    from ..identity import chunk_likelihood_loss, chunk_log_likelihoods
+    from uldviz.maths.identity import chunk_likelihood_loss, chunk_log_likelihoods
 
     b, s0, s1, t0, t1 = (g.to(s_logits.device) for g in groups)
     s_ll = chunk_log_likelihoods(s_logits, batch.student_ids, b, s0, s1)

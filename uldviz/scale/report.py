@@ -11,8 +11,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from ..textblocks import read_between, replace_between
-from .arithmetic import DOC_SHAPES, render_markdown
+from uldviz.course.textblocks import read_between, replace_between
+from uldviz.scale.arithmetic import DOC_SHAPES, render_markdown
 
 __all__ = ["DOC", "RESULTS", "CACHE_MEASURE", "measure_cache", "render_cache", "topk_errors", "render_topk",
            "replace_block", "read_block", "main"]
@@ -27,10 +27,10 @@ CACHE_MEASURE = {"chars": 40_000, "window_chars": 400, "max_tokens": 128, "ks": 
 def measure_cache(k: int, chars: int, window_chars: int, max_tokens: int, dtype: str = "float16") -> dict:
     """Write a teacher cache of the shipped teacher (data/teacher) for the student tokenizer (data/tokenizers/student)
     on the first ``chars`` characters of the kit's corpus in a temporary folder; return its size on disk."""
-    from ..config import data_dir
-    from ..corpus import load_corpus
-    from .cache import cache_teacher
-    from .config import ScaleConfig
+    from uldviz.env import data_dir
+    from uldviz.io.corpus import load_corpus
+    from uldviz.scale.cache import cache_teacher
+    from uldviz.scale.config import ScaleConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         text = Path(tmp) / "text.txt"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["SIZES", "save_toy_pair", "main"]
 
-#: name -> (teacher kwargs, student kwargs) for :func:`uldviz.models.tiny_causal_lm`.
+#: name -> (teacher kwargs, student kwargs) for :func:`uldviz.io.models.tiny_causal_lm`.
 SIZES = {
     "tiny": (dict(n_layer=1, n_embd=32, n_head=2, n_positions=128), dict(n_layer=1, n_embd=32, n_head=2,
                                                                             n_positions=128)),
@@ -26,8 +26,8 @@ SIZES = {
 
 def save_toy_pair(out_dir, size: str = "tiny", seed: int = 0, student_dropout: float = 0.0) -> tuple[Path, Path]:
     """Write ``out_dir/teacher`` and ``out_dir/student`` (model + tokenizer each); returns the two folders."""
-    from ..models import tiny_causal_lm
-    from ..tokenization import offline_tokenizers, save_tokenizer
+    from uldviz.io.models import tiny_causal_lm
+    from uldviz.io.tokenizers import offline_tokenizers, save_tokenizer
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {list(SIZES)}, got {size!r}")

@@ -1,0 +1,1 @@
+"""uldviz.alignment."""

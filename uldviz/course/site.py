@@ -1,0 +1,310 @@
+"""The course as static HTML: execute every lesson notebook and render it, with an index page (``make site``).
+
+``python -m uldviz.course.site [--out site] [--only 01 02] [--record] [--solutions]`` runs each
+``notebooks/NN_*.ipynb`` top to bottom in a fresh kernel (default mode; the small fast mode only when
+``ULDVIZ_FAST=1`` is set, as in the tests), keeps the widgets' last state (nbclient's
+``store_widget_state``), renders each executed notebook with nbconvert's HTML exporter, adds a
+static snapshot of every widget's plots and readout (shown only when the page cannot load the
+widget library from its CDN), and writes ``index.html``. Plots are PNG images inside the pages,
+so they show everywhere. ``--record`` stores each notebook's measured run in ``data/lessons.json``
+(see :mod:`uldviz.course.lessons`). Nothing here is imported by the notebooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from uldviz.course import lessons
+from uldviz.env import FAST_ENV, fast_mode, load_average
+
+__all__ = ["LESSON_GLOB", "execute", "add_widget_snapshots", "render_html", "index_html", "build_site", "main"]
+
+#: The notebooks a site is made of: ``notebooks/NN_name.ipynb``.
+LESSON_GLOB = lessons.LESSON_GLOB
+_SNAPSHOT_CSS = """<style>
+/* the live widget rendered (its library loaded from the CDN): hide the static snapshot under it */
+.jp-OutputArea:has(.jupyter-widgets .lm-Widget) .uldviz-widget-snapshot,
+.jp-OutputArea:has(.jupyter-widgets .p-Widget) .uldviz-widget-snapshot { display: none; }
+.uldviz-widget-snapshot { border-left: 3px solid #ccc; padding-left: 0.8em; }
+.uldviz-widget-snapshot .uldviz-note { color: #666; font-size: 90%; }
+</style>"""
+
+
+@contextlib.contextmanager
+def _kernel_environment():
+    """Kernels inherit os.environ: never MPLBACKEND=Agg there (figures would become text)."""
+    saved = os.environ.pop("MPLBACKEND", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["MPLBACKEND"] = saved
+
+
+class _PeakMemory:
+    """Polls a kernel's resident memory (with its child processes) in a thread; ``peak_mb`` is the maximum seen.
+
+    Needs ``psutil`` (installed with Jupyter); without it ``peak_mb`` stays None.
+    """
+
+    def __init__(self, km, every_s: float = 0.2):
+        import threading
+
+        self.km, self.every_s, self.peak_mb = km, every_s, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        try:
+            import psutil
+        except ImportError:
+            return
+        while not self._stop.wait(self.every_s):
+            pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
+            if pid is None:
+                continue
+            try:
+                proc = psutil.Process(pid)
+                rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            except psutil.Error:
+                continue
+            self.peak_mb = max(self.peak_mb or 0.0, rss / 2**20)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def execute(path, *, timeout: int = 1800, solutions: bool = False, memory: dict | None = None):
+    """Run ``path`` in a fresh kernel from its own folder; return ``(executed notebook, seconds)``.
+
+    ``solutions=True`` sets the notebook's ``SHOW_SOLUTIONS = True`` first (an instructor's copy). A ``memory``
+    dict receives ``peak_mb``, the kernel's peak resident memory (polled every 0.2 s).
+    """
+    import nbformat
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = Path(path)
+    nb = nbformat.read(str(path), as_version=4)
+    if solutions:
+        lessons.set_flag(nb, "SHOW_SOLUTIONS", True)
+    with _kernel_environment(), tempfile.TemporaryDirectory(prefix="uldviz-site-") as sockets:
+        # IPC sockets in a private folder: no TCP port race with other kernels on the machine
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        client = NotebookClient(nb, km=km, timeout=timeout, store_widget_state=True,
+                                resources={"metadata": {"path": str(path.parent)}})
+        start = time.perf_counter()
+        try:
+            with _PeakMemory(km) as peak:
+                client.execute()
+        except CellExecutionError as err:
+            raise RuntimeError(f"{path.name} failed while running headless:\n{err}") from None
+        seconds = time.perf_counter() - start
+        if memory is not None:
+            memory["peak_mb"] = peak.peak_mb
+    return nb, seconds
+
+
+def _widget_parts(model_id: str, state: dict, seen: set) -> tuple[list[str], list[str]]:
+    """(PNG images as base64, readout HTML/text lines) of a widget and everything inside it."""
+    model = state.get(model_id)
+    if model is None or model_id in seen:
+        return [], []
+    seen.add(model_id)
+    st, name = model.get("state", {}), model.get("model_name", "")
+    images, lines = [], []
+    if name == "OutputModel":
+        for out in st.get("outputs", []):
+            png = out.get("data", {}).get("image/png")
+            if png:
+                images.append(png if isinstance(png, str) else "".join(png))
+    elif name == "HTMLModel" and st.get("value"):
+        lines.append(st["value"])
+    elif "Slider" in name and "value" in st:
+        lines.append(f"<code>{html.escape(str(st.get('description', '')))} = {html.escape(str(st['value']))}</code>")
+    for child in lessons.child_model_ids(model):
+        more_images, more_lines = _widget_parts(child, state, seen)
+        images += more_images
+        lines += more_lines
+    return images, lines
+
+
+def add_widget_snapshots(nb) -> int:
+    """After every widget output, add a static HTML snapshot of its last state (plots, readouts, slider values).
+
+    The state comes from the notebook's embedded widget state (nbclient ``store_widget_state``).
+    Returns how many snapshots were added.
+    """
+    import nbformat
+
+    state = lessons.widget_state(nb) or {}
+    added = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.get("outputs", []):
+            outputs.append(out)
+            view = out.get("data", {}).get(lessons.WIDGET_MIME)
+            if not view:
+                continue
+            images, lines = _widget_parts(view.get("model_id", ""), state, set())
+            if not images and not lines:
+                continue
+            body = "".join(f"<div>{line}</div>" for line in lines[:12])
+            body += "".join(f'<img src="data:image/png;base64,{png.strip()}" alt="widget plot">' for png in images)
+            snapshot = ('<div class="uldviz-widget-snapshot"><div class="uldviz-note">Snapshot of this widget when the '
+                        f"page was built (in Jupyter it is interactive):</div>{body}</div>")
+            outputs.append(nbformat.v4.new_output("display_data", data={"text/html": snapshot}))
+            added += 1
+        cell.outputs = outputs
+    return added
+
+
+def render_html(nb, title: str = "uldviz lesson") -> str:
+    """One executed notebook as a standalone HTML page (nbconvert's ``lab`` template; PNGs embedded)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb, resources={"metadata": {"name": title}})
+    return body.replace("</head>", _SNAPSHOT_CSS + "\n</head>", 1)
+
+
+def _title(nb, fallback: str) -> str:
+    """The notebook's first level-1 heading."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            m = re.search(r"^#\s+(.+)$", cell.source, re.M)
+            if m:
+                return m.group(1).strip()
+    return fallback
+
+
+def _stated_time(nb) -> str:
+    """The time statement of the notebook (between the lessons markers), or ''."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and lessons.TIME_START in cell.source:
+            return cell.source.split(lessons.TIME_START, 1)[1].split(lessons.TIME_END, 1)[0].strip()
+    return ""
+
+
+def index_html(entries: list[dict], *, mode: str, built: str, repo_url: str | None = None) -> str:
+    """The index page: one row per lesson (title, link, stated time, this build's run time)."""
+    from uldviz.course.colab import colab_url
+
+    rows = []
+    on_github = bool(repo_url) and "github.com/" in repo_url
+    for e in entries:
+        colab = (f' · <a href="{html.escape(colab_url(e["notebook"], repo_url))}">open in Colab</a>' if on_github
+                 else "")
+        rows.append(
+            f'<li><a class="lesson" href="{html.escape(e["page"])}">{html.escape(e["title"])}</a>{colab}'
+            f'<br><span class="meta">{html.escape(e["stated_time"] or "")}</span>'
+            f'<br><span class="meta">Run here in {e["seconds"]:.0f} s ({mode} mode).</span></li>'
+        )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>uldviz: the lessons</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body {{ font-family: system-ui, sans-serif; max-width: 52em; margin: 2em auto; padding: 0 1em;
+line-height: 1.45; }} li {{ margin-bottom: 1em; }} .meta {{ color: #555; font-size: 90%; }}</style></head>
+<body>
+<h1>uldviz: cross-tokenizer distillation and the ULD loss</h1>
+<p>The lessons of the kit, executed and rendered as static pages: read them without installing anything.
+Plots are images; widgets show their last state (interactive only in Jupyter: run the notebooks on Binder,
+Colab or a laptop to move the sliders).</p>
+<ol>
+{chr(10).join(rows)}
+</ol>
+<p class="meta">Built {html.escape(built)} in {mode} mode with <code>python -m uldviz.course.site</code>.</p>
+</body></html>
+"""
+
+
+def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int = 1800, record=None,
+               solutions: bool = False, log=print) -> dict:
+    """Execute and render every lesson into ``out``; return a summary (pages, seconds, bytes, mode).
+
+    ``only`` keeps notebooks whose name starts with one of its prefixes (e.g. ``["01", "02"]``);
+    ``record`` (a path, or True for ``data/lessons.json``) stores each measured run for
+    :mod:`uldviz.course.lessons` and is refused in fast mode, whose run times would be meaningless.
+    """
+    from uldviz import REPO_URL
+
+    mode = "fast" if fast_mode() else "default"
+    if record and mode == "fast":
+        raise ValueError(f"refusing to record run times in fast mode: unset {FAST_ENV} to measure the default run")
+    if record and solutions:
+        raise ValueError("refusing to record run times with --solutions: the stated times are for a learner's Run All")
+    folder = Path(notebooks_dir) if notebooks_dir is not None else lessons.notebooks_folder()
+    paths = lessons.lesson_paths(folder)
+    if only:
+        paths = [p for p in paths if any(p.name.startswith(str(o)) for o in only)]
+    if not paths:
+        raise FileNotFoundError(f"no lesson notebooks matching {LESSON_GLOB!r} (only={only}) in {folder}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start, entries = time.perf_counter(), []
+    for path in paths:
+        log(f"executing {path.name} ({mode} mode) ...")
+        memory: dict = {}
+        nb, seconds = execute(path, timeout=timeout, solutions=solutions, memory=memory)
+        if record:
+            stats = lessons.notebook_stats(nb, name=path.stem, run_seconds=seconds)
+            load = load_average()
+            machine = {"cpus": os.cpu_count(), "load_avg_1m": None if load is None else round(load[0], 2),
+                       "recorded_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                       "kernel_peak_mb": None if memory.get("peak_mb") is None else round(memory["peak_mb"])}
+            lessons.record_run(stats, None if record is True else record, machine=machine)
+        snapshots = add_widget_snapshots(nb)
+        page = out / f"{path.stem}.html"
+        title = _title(nb, path.stem)
+        page.write_text(render_html(nb, title), encoding="utf-8")
+        entries.append({"notebook": path.name, "page": page.name, "title": title,
+                        "stated_time": _stated_time(nb), "seconds": seconds, "peak_mb": memory.get("peak_mb"),
+                        "snapshots": snapshots,
+                        "bytes": page.stat().st_size})
+        log(f"  {page.name}: ran in {seconds:.1f} s, {page.stat().st_size / 1e6:.1f} MB, {snapshots} widget snapshots")
+    built = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    (out / "index.html").write_text(index_html(entries, mode=mode, built=built, repo_url=REPO_URL), encoding="utf-8")
+    summary = {"mode": mode, "built": built, "seconds": round(time.perf_counter() - start, 1), "pages": entries,
+               "bytes": sum(f.stat().st_size for f in out.rglob("*") if f.is_file())}
+    (out / "build.json").write_text(json.dumps(summary, indent=1) + "\n")
+    log(f"site in {out}/: {len(entries)} lessons, {summary['bytes'] / 1e6:.1f} MB, built in {summary['seconds']:.0f} s")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of :func:`build_site`."""
+    ap = argparse.ArgumentParser(prog="python -m uldviz.course.site", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="site", help="output folder (default: site/, git-ignored)")
+    ap.add_argument("--only", nargs="*", default=None, help="notebook name prefixes to build, e.g. 01 02")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds one cell may run (default 1800)")
+    ap.add_argument("--record", action="store_true",
+                    help="store each measured run in data/lessons.json (default mode only); then run "
+                         "`python -m uldviz.course.lessons --write` to update the stated times")
+    ap.add_argument("--solutions", action="store_true", help="an instructor's copy: run with SHOW_SOLUTIONS = True")
+    args = ap.parse_args(argv)
+    try:
+        build_site(args.out, only=args.only, timeout=args.timeout, record=args.record, solutions=args.solutions)
+    except (FileNotFoundError, ValueError) as err:  # no lesson matches --only; --record in fast mode
+        ap.error(str(err))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

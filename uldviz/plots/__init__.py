@@ -1,4 +1,0 @@
-"""Static matplotlib figures (one module per notebook topic). Plots know nothing of widgets.
-
-Import the topic module you need, e.g. ``from uldviz.plots import vocab``.
-"""

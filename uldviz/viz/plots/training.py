@@ -1,0 +1,204 @@
+"""Static matplotlib figures for notebook 03: training curves, the bits-per-byte comparison, an alignment picture.
+
+Functions take plain data (dicts/lists, or :class:`uldviz.distill.RunResult` objects, read by
+attribute or key) and return a :class:`matplotlib.figure.Figure`; the caller displays and closes
+it. No widgets here: the dashboard (:mod:`uldviz.viz.widgets.dashboard`) redraws these figures.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = [
+    "RUN_COLOURS",
+    "plot_curves",
+    "plot_bpb_comparison",
+    "plot_alignment",
+    "token_labels",
+    "markdown_table",
+]
+
+#: One colour per run, stable across figures.
+RUN_COLOURS = {
+    "ce": "#7f7f7f",
+    "uld-positional": "#ff7f0e",
+    "uld-offset": "#d62728",
+    "ce-same": "#9ecae1",
+    "kl-same": "#1f77b4",
+}
+
+
+def _get(run, key):
+    """Read ``key`` from a dict or an object (RunResult)."""
+    return run[key] if isinstance(run, dict) else getattr(run, key)
+
+
+_EXTRA = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#2ca02c"]
+
+
+def _colour(name: str, i: int) -> str:
+    """The run's colour: fixed for the named runs, another one for λ variants ``name@λ``."""
+    return RUN_COLOURS.get(name, _EXTRA[i % len(_EXTRA)])
+
+
+def _smooth(y, k: int = 9):
+    """A trailing moving average, so a noisy per-step loss reads as a curve."""
+    y = np.asarray(y, dtype=float)
+    if len(y) < 2:
+        return y
+    c = np.cumsum(np.insert(y, 0, 0.0))
+    out = np.empty_like(y)
+    for i in range(len(y)):
+        lo = max(0, i + 1 - k)
+        out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
+    return out
+
+
+def plot_curves(runs: dict, labels: dict | None = None, teacher_bpb: float | None = None, figsize=(10, 3.6)):
+    """Left: training cross-entropy per token (smoothed); right: held-out bits per byte, per run.
+
+    ``runs`` maps a run name to anything with ``train_steps``, ``train_ce``, ``val_steps`` and
+    ``val_bpb`` (a RunResult, or the dashboard's partial curves). The per-token CE of students
+    with different tokenizers is not comparable; bits per byte is.
+    """
+    if not isinstance(runs, dict):
+        raise TypeError(f"runs must be a dict of name -> curves, got {type(runs).__name__}")
+    labels = labels or {}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=figsize)
+    for i, (name, run) in enumerate(runs.items()):
+        c = _colour(name, i)
+        lab = labels.get(name, name)
+        steps, ce = _get(run, "train_steps"), _get(run, "train_ce")
+        if len(steps):
+            ax1.plot(steps, _smooth(ce), color=c, label=lab, lw=1.5)
+        vs, vb = _get(run, "val_steps"), _get(run, "val_bpb")
+        if len(vs):
+            ax2.plot(vs, vb, "o-", color=c, label=lab, lw=1.5, ms=3)
+    if teacher_bpb is not None:
+        ax2.axhline(teacher_bpb, color="k", ls=":", lw=1, label="teacher")
+    ax1.set(xlabel="step", ylabel="training CE (nats / token)", title="training loss (CE part, smoothed)")
+    ax2.set(xlabel="step", ylabel="bits per byte", title="held-out bits per byte (lower is better)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    if runs:
+        ax2.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_bpb_comparison(live: dict, shipped: dict | None = None, labels: dict | None = None, figsize=(8, 3.4)):
+    """Held-out bits per byte per run: the live single-seed value and the shipped multi-seed mean ± std.
+
+    ``live`` maps run -> bits per byte; ``shipped`` maps run -> {"mean", "std", ...} (the
+    ``runs`` part of data/results/multiseed.json). Runs missing on one side are left out there.
+    """
+    labels = labels or {}
+    names = list(dict.fromkeys(list(live) + list(shipped or {})))
+    if not names:
+        raise ValueError("nothing to plot: both live and shipped are empty")
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=figsize)
+    w = 0.38 if shipped else 0.6
+    lv = [live.get(n, np.nan) for n in names]
+    ax.bar(x - (w / 2 if shipped else 0), lv, w, color=[_colour(n, i) for i, n in enumerate(names)],
+           alpha=0.55, label="live run (1 seed)")
+    if shipped:
+        m = [shipped[n]["mean"] if n in shipped else np.nan for n in names]
+        s = [shipped[n]["std"] if n in shipped else np.nan for n in names]
+        ax.bar(x + w / 2, m, w, yerr=s, capsize=4, color=[_colour(n, i) for i, n in enumerate(names)],
+               label="shipped (mean ± std over seeds)", edgecolor="k")
+    finite = [v for v in lv + ([shipped[n]["mean"] for n in names if n in shipped] if shipped else [])
+              if np.isfinite(v)]
+    lo, hi = min(finite), max(finite)
+    ax.set_ylim(lo - 0.15 * (hi - lo + 0.05), hi + 0.15 * (hi - lo + 0.05))
+    ax.set_xticks(x, [labels.get(n, n) for n in names], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("held-out bits per byte")
+    ax.set_title("lower is better")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_alignment(student_spans, teacher_spans, pairs, contrast_pairs=None, title: str = "", figsize=(11, 2.8)):
+    """The same text cut by two tokenizers (top: student, bottom: teacher); a line joins paired positions.
+
+    ``*_spans`` are lists of (token string, (start, end)) in character offsets; ``pairs`` are
+    (student position, teacher position). Each token is drawn over its characters (a zero-width
+    eos just left of the text) and a pair's line joins the ends of the two tokens, i.e. the text read
+    so far: offset pairs give vertical lines. ``contrast_pairs`` (e.g. positional pairing) are drawn
+    dashed in red: slanted lines compare predictions of text starting at different characters.
+    """
+    fig, ax = plt.subplots(figsize=figsize)
+
+    def box(a, b):
+        return (a - 4.0, a - 0.5) if b == a else (a, b)
+
+    for row, spans, y in (("student", student_spans, 1.0), ("teacher", teacher_spans, 0.0)):
+        for tok, (a, b) in spans:
+            x0, x1 = box(a, b)
+            ax.add_patch(plt.Rectangle((x0, y - 0.18), x1 - x0, 0.36, fill=True, alpha=0.25,
+                                       color="C1" if row == "student" else "C0", ec="k", lw=0.5))
+            # characters outside the Basic Multilingual Plane (emoji) are missing from the default font
+            label = "".join(c if ord(c) < 0x10000 else "☺" for c in tok.replace("\n", "⏎"))
+            turn = 90 if len(label) > 1.5 * (x1 - x0) else 0
+            ax.text((x0 + x1) / 2, y, label, ha="center", va="center", fontsize=7, rotation=turn)
+        ax.text(-5, y, row, ha="right", va="center", fontsize=9)
+
+    def end(spans, i):
+        return spans[i][1][1]
+
+    for s, t in contrast_pairs or []:
+        ax.plot([end(student_spans, s), end(teacher_spans, t)], [0.82, 0.18], color="#d62728", lw=0.8, ls="--",
+                alpha=0.6)
+    for s, t in pairs:
+        ax.plot([end(student_spans, s), end(teacher_spans, t)], [0.82, 0.18], color="k", lw=1.0, alpha=0.8)
+    last = max([b for _, (a, b) in student_spans + teacher_spans] + [1])
+    ax.set_xlim(-14, last + 1)
+    ax.set_ylim(-0.4, 1.4)
+    ax.axis("off")
+    default = "black: offset pairs" + (" · red dashed: positional pairs" if contrast_pairs else "")
+    ax.set_title(title or default, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def token_labels(text: str, offsets) -> list[str]:
+    """Readable token strings from (start, end) character offsets into ``text``.
+
+    A zero-width token (eos, offsets (0, 0)) reads ``⟨eos⟩``; consecutive tokens sharing one
+    character range (the bytes of a multi-byte UTF-8 character in a byte-level tokenizer) read
+    ``é[1/2]``, ``é[2/2]``; spaces are shown as ``␣`` and newlines as ``⏎``.
+    """
+    spans = [tuple(int(v) for v in o) for o in offsets]
+    out = []
+    i = 0
+    while i < len(spans):
+        a, b = spans[i]
+        j = i
+        while j + 1 < len(spans) and spans[j + 1] == (a, b) and b > a:
+            j += 1
+        piece = text[a:b].replace(" ", "␣").replace("\n", "⏎")
+        if b == a:
+            out.append("⟨eos⟩")
+        elif j == i:
+            out.append(piece)
+        else:
+            out += [f"{piece}[{k + 1}/{j - i + 1}]" for k in range(j - i + 1)]
+        i = j + 1
+    return out
+
+
+def markdown_table(header: list, rows: list) -> str:
+    """A Markdown table (for ``IPython.display.Markdown``): ``header`` cells, then one list per row."""
+    def cell(v):
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return str(v).replace("|", "\\|").replace("\n", "⏎")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)

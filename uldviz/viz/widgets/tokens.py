@@ -1,0 +1,153 @@
+"""Two tokenizers side by side as coloured token chips, with a text box to try your own sentence.
+
+Shows the two mismatches of cross-tokenizer distillation: the vocabularies (sizes, overlap of
+their token strings) and the positions (how many tokens each makes of the same text, and where
+both cut it); the counting is done by :mod:`uldviz.io.tokenizers`. Also :func:`load_tokenizer_pair`,
+the notebook's hub-or-offline switch. Works with ipywidgets 7.7 and 8; the last numbers are kept as
+attributes so tests can drive it.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+from IPython.display import display
+
+from uldviz.io.hub import HubUnavailableError
+from uldviz.io.tokenizers import (
+    load_hub_tokenizers,
+    offline_tokenizers,
+    shared_cuts,
+    surface_vocab_by_id,  # noqa: F401 - moved to uldviz.io.tokenizers; kept importable for notebook 01
+    token_spans,
+    tokenizer_kind,
+    vocab_overlap,
+)
+
+__all__ = [
+    "DEFAULT_SENTENCES",
+    "load_tokenizer_pair",
+    "chips_html",
+    "TokenChips",
+]
+
+#: Sentences the notebook segments by default: prose, code-ish text, and accented characters.
+DEFAULT_SENTENCES = (
+    "The teacher predicts the next token; the student has never seen its vocabulary.",
+    "Use the assert statement to check a condition: assert x > 0, 'x must be positive'.",
+    "A naïve café owner wrote “déjà vu” — twice.",
+)
+
+_PALETTE = ("#cfe2ff", "#ffe5b4", "#d1f2d9", "#f8d7da", "#e2d9f3", "#fff3b0")
+
+
+def load_tokenizer_pair(use_hub: bool = False, teacher_name: str = "gpt2", student_name: str = "google-t5/t5-small",
+                        *, verbose: bool = True):
+    """(teacher, student, source): the two hub tokenizers if asked for and loadable, else the offline pair.
+
+    When the hub cannot provide them the :class:`uldviz.io.hub.HubUnavailableError` message
+    is printed (with ``verbose``) and the kit's offline byte-level BPE / Unigram pair is used.
+    ``source`` says which pair you got.
+    """
+
+    if use_hub:
+        try:
+            teacher, student = load_hub_tokenizers(teacher_name, student_name)
+            return teacher, student, f"hub: {teacher_name} / {student_name}"
+        except HubUnavailableError as exc:
+            if verbose:
+                print(f"Hub tokenizers unavailable -> {exc}\nFalling back to the offline pair.")
+    teacher, student = offline_tokenizers()
+    return teacher, student, "offline: the kit's byte-level BPE (teacher) / Unigram (student)"
+
+
+def _visible(s: str) -> str:
+    """A token's text with spaces and line breaks made visible, HTML-escaped."""
+    return html.escape(s.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥"))
+
+
+def chips_html(text: str, spans, label: str = "") -> str:
+    """One row of coloured chips, one per token, showing the text each token covers.
+
+    Chips alternate colours; a dashed border marks a token that covers only part of a
+    multi-byte character (its span overlaps its neighbour's). The tooltip shows the raw token.
+    """
+    chips = []
+    prev_end = -1
+    starts = [s for _, (s, _) in spans]
+    for i, (token, (start, end)) in enumerate(spans):
+        nxt_start = starts[i + 1] if i + 1 < len(starts) else None
+        partial = start < prev_end or (nxt_start is not None and nxt_start < end)
+        border = "1px dashed #c00" if partial else "1px solid #999"
+        colour = _PALETTE[i % len(_PALETTE)]
+        note = " (partial character)" if partial else ""
+        tip = html.escape(f"token {i}: {token!r}, characters {start}-{end}{note}", quote=True)
+        chips.append(
+            f"<span class='uldviz-chip' title=\"{tip}\" style='background:{colour};border:{border};"
+            f"border-radius:4px;padding:1px 3px;margin:1px;font-family:monospace;white-space:pre;"
+            f"display:inline-block'>{_visible(text[start:end])}</span>"
+        )
+        prev_end = max(prev_end, end)
+    head = ""
+    if label:
+        head = f"<div style='font-weight:600;margin-top:4px'>{html.escape(label)} — {len(spans)} tokens</div>"
+    return f"{head}<div style='line-height:1.9'>{''.join(chips)}</div>"
+
+
+class TokenChips:
+    """Text box + two rows of token chips (teacher, student) + vocabulary and position statistics.
+
+    Attributes after every update: ``spans`` (teacher, student spans), ``lengths`` (token counts),
+    ``cuts`` (shared, total cut points), ``overlap`` (vocabulary overlap dict, computed once),
+    ``chips_text`` / ``stats_text`` (the HTML shown) and ``n_updates``.
+    """
+
+    def __init__(self, teacher_tok, student_tok, text: str = DEFAULT_SENTENCES[0], *, names=("teacher", "student")):
+        self.toks = (teacher_tok, student_tok)
+        self.names = tuple(f"{n} ({tokenizer_kind(t)}, {len(t):,} tokens)" for n, t in zip(names, self.toks))
+        self.overlap = vocab_overlap(teacher_tok, student_tok)
+        self.n_updates = 0
+        self.text = widgets.Text(value=text, description="Your text:", continuous_update=False,
+                                 layout=widgets.Layout(width="95%"))
+        self.text.add_class("uldviz-token-text")
+        self.chips = widgets.HTML()
+        self.chips.add_class("uldviz-token-chips")
+        self.stats = widgets.HTML()
+        self.stats.add_class("uldviz-token-stats")
+        self.text.observe(lambda change: self.update(), names="value")
+        self.ui = widgets.VBox([self.text, self.chips, self.stats])
+        self.ui.add_class("uldviz-token-chips-widget")
+        self.update()
+
+    def update(self) -> None:
+        """Re-tokenize the text box's content and refresh chips and statistics (empty text shows a hint)."""
+        text = self.text.value
+        ov = self.overlap
+        vocab_line = (
+            f"vocabulary sizes (without special tokens): {ov['size_a']:,} vs {ov['size_b']:,}; "
+            f"shared token strings: {ov['intersection']:,} of {ov['union']:,} (IoU = {ov['iou']:.3f})"
+        )
+        if not text:
+            self.spans, self.lengths, self.cuts = ([], []), (0, 0), (0, 0)
+            self.chips_text = "<i>Type a sentence in the box above.</i>"
+        else:
+            self.spans = tuple(token_spans(t, text) for t in self.toks)
+            self.lengths = tuple(len(s) for s in self.spans)
+            self.cuts = shared_cuts(*self.spans)
+            self.chips_text = "".join(chips_html(text, s, n) for s, n in zip(self.spans, self.names))
+        n_t, n_s = self.lengths
+        pos_line = (
+            f"sequence lengths: {n_t} vs {n_s} tokens for {len(text)} characters; "
+            f"both tokenizers cut the text at the same place {self.cuts[0]} times out of {self.cuts[1]} cut points"
+        )
+        self.stats_text = (
+            f"<div class='uldviz-token-stats-text'>{html.escape(vocab_line)}<br>{html.escape(pos_line)}</div>"
+        )
+        self.chips.value = self.chips_text
+        self.stats.value = self.stats_text
+        self.n_updates += 1
+
+    def _ipython_display_(self):
+        """Displaying the object displays its widget tree."""
+        display(self.ui)
