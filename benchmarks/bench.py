@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:  # run from a checkout: benchmark the kit next to 
 
 from uldviz.env import load_average  # noqa: E402
 from uldviz.maths import _sorted_l1 as K  # noqa: E402
+from uldviz.maths import checks as C  # noqa: E402
 from uldviz.maths import losses as L  # noqa: E402
 
 __all__ = [
@@ -263,7 +264,7 @@ def bench_profile(positions: int, vocab: int, repeats: int) -> dict:
         return lambda: K._run_blocks(lambda r0, r1: fn(x[r0:r1]), x.shape[0], x.shape[1])
 
     fns = {
-        "validate_logits": lambda: L.validate_logits(t),
+        "validate_logits": lambda: C.validate_logits(t),
         "softmax": lambda: torch.softmax(t, dim=-1),
         "np_sort_values": blocked(K._sorted_values, pn),
         "packed_sort_values_and_index": blocked(K._sorted_values_and_perm, qn),

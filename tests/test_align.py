@@ -161,16 +161,18 @@ def test_alignment_rows_both_ways():
 
 def test_offset_pairing_on_real_tokenizers_reads_the_same_text():
     """With trained tokenizers (BPE bytes vs Unigram), every pair has read exactly the same characters."""
-    from uldviz.distill import make_batch, pair_positions
     from uldviz.io.tokenizers import offline_tokenizers
+    from uldviz.train.batch import encode_batch
+    from uldviz.train.objectives import pair_positions
 
-    t_tok, s_tok = offline_tokenizers()
+    s_tok, t_tok = offline_tokenizers()
     texts = ["The café 🙂 serves crème brûlée; naïve lambda x: x**2.", "An identifier occurring as an atom is a name."]
-    b = make_batch(texts, s_tok, t_tok, 128, 128)
+    b = encode_batch(texts, s_tok, t_tok, student_len=128, teacher_len=128)
     al = pair_positions(b, "offset")
-    assert al.num_pairs >= 10
+    assert al.count >= 10
     for k in range(len(texts)):
-        for i, j in al.pairs(k):
+        here = al.sample == k
+        for i, j in zip(al.student[here].tolist(), al.teacher[here].tolist()):
             s_read = s_tok.decode(b.student_ids[k, 1 : i + 1].tolist())
             t_read = t_tok.decode(b.teacher_ids[k, 1 : j + 1].tolist())
             # the Unigram student maps unknown characters to <unk>: compare lengths read, in characters
@@ -179,7 +181,7 @@ def test_offset_pairing_on_real_tokenizers_reads_the_same_text():
                 assert s_read == t_read
     # positional pairing pairs the same number of positions as the shorter side, mostly different text
     pos = pair_positions(b, "positional")
-    assert pos.num_pairs > al.num_pairs
+    assert pos.count > al.count
 
 
 def test_gather_pairs_feeds_uld_loss():

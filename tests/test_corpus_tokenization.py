@@ -17,21 +17,23 @@ from uldviz.io.corpus import (
 )
 from uldviz.io.hub import HubUnavailableError
 from uldviz.io.tokenizers import (
-    cut_points,
     load_hub_tokenizers,
     load_tokenizer,
-    normalized_token,
     offline_tokenizers,
     save_tokenizer,
+    train_bpe_tokenizer,
+    train_unigram_tokenizer,
+)
+from uldviz.maths import patches as V
+from uldviz.vocab.shared import SharedVocab
+from uldviz.vocab.strings import (
+    cut_points,
+    normalized_token,
     shared_cuts,
     surface_vocab_by_id,
     token_spans,
     tokenizer_kind,
-    train_bpe_tokenizer,
-    train_unigram_tokenizer,
-    vocab_overlap,
 )
-from uldviz.maths import patches as V
 
 SAMPLES = [
     "café — naïve",
@@ -43,7 +45,8 @@ SAMPLES = [
 @pytest.fixture(scope="module")
 def shipped():
     """The shipped (teacher, student) tokenizers."""
-    return offline_tokenizers()
+    pair = offline_tokenizers()
+    return pair.teacher, pair.student  # as these tests unpack them
 
 
 @pytest.fixture(autouse=True)
@@ -202,19 +205,23 @@ def test_trainers_are_deterministic_and_check_input():
         train_unigram_tokenizer(text, 300.0)
 
 
+def _overlap(student, teacher) -> dict:
+    return SharedVocab.from_tokenizers(student, teacher).overlap()
+
+
 def test_vocab_overlap_values(shipped):
     teacher, student = shipped
-    same = vocab_overlap(teacher, teacher)
-    assert same["iou"] == 1.0 and same["intersection"] == same["union"] == same["size_a"]
-    ov = vocab_overlap(teacher, student)
-    assert ov == vocab_overlap(teacher, student)
+    same = _overlap(teacher, teacher)
+    assert same["iou"] == 1.0 and same["shared"] == same["union"] == same["student_strings"]
+    ov = _overlap(student, teacher)
     half = sum(normalized_token(t, True) == "" for t in teacher.get_vocab())  # pieces of a multi-byte character
-    assert half > 0 and ov["size_a"] == len(teacher) - 1 - half and ov["size_b"] == len(student) - 3  # no specials
-    assert ov["union"] == ov["size_a"] + ov["size_b"] - ov["intersection"]
-    assert ov["iou"] == pytest.approx(ov["intersection"] / ov["union"])
+    # distinct texts: no specials, no half characters (the teacher's vocabulary spells each text once)
+    assert half > 0 and ov["teacher_strings"] == len(teacher) - 1 - half and ov["student_strings"] == len(student) - 3
+    assert ov["union"] == ov["student_strings"] + ov["teacher_strings"] - ov["shared"]
+    assert ov["iou"] == pytest.approx(ov["shared"] / ov["union"])
     assert 0.05 < ov["iou"] < 0.8
-    sym = vocab_overlap(student, teacher)
-    assert sym["iou"] == ov["iou"] and sym["size_a"] == ov["size_b"]
+    sym = _overlap(teacher, student)
+    assert sym["iou"] == ov["iou"] and sym["student_strings"] == ov["teacher_strings"]
 
 
 def test_vocab_overlap_maps_space_markers():
@@ -226,10 +233,10 @@ def test_vocab_overlap_maps_space_markers():
     text = "the cat the dog the end " * 50
     bpe = train_bpe_tokenizer(text, 270)
     uni = train_unigram_tokenizer(text, 120)
-    ov = vocab_overlap(bpe, uni)
+    ov = _overlap(uni, bpe)
     a = {normalized_token(t, True) for t in bpe.get_vocab() if t not in bpe.all_special_tokens} - {""}
     b = {t.replace("▁", " ") for t in uni.get_vocab() if t not in uni.all_special_tokens}
-    assert ov["intersection"] == len(a & b) > 0
+    assert ov["shared"] == len(a & b) > 0
     assert ov["iou"] == pytest.approx(len(a & b) / len(a | b))
 
 
@@ -238,11 +245,11 @@ def test_hub_path_with_local_save_pretrained(tmp_path, shipped):
     teacher, student = shipped
     teacher.save_pretrained(tmp_path / "t")
     student.save_pretrained(tmp_path / "s")
-    t2, s2 = load_hub_tokenizers(str(tmp_path / "t"), tmp_path / "s")
+    s2, t2 = load_hub_tokenizers(tmp_path / "s", str(tmp_path / "t"))
     text = SAMPLES[0]
     assert t2(text)["input_ids"] == teacher(text)["input_ids"]
     assert token_spans(s2, text) == token_spans(student, text)
-    assert vocab_overlap(t2, s2) == vocab_overlap(teacher, student)
+    assert _overlap(s2, t2) == _overlap(student, teacher)
 
 
 def test_hub_name_offline_fails_fast_and_clearly():

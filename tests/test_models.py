@@ -29,7 +29,7 @@ def _offline(monkeypatch):
 @pytest.fixture(scope="module")
 def student_tok():
     """The shipped Unigram student tokenizer."""
-    return offline_tokenizers()[1]
+    return offline_tokenizers().student
 
 
 def test_tiny_causal_lm_is_seeded_and_leaves_global_rng_alone():

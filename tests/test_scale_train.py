@@ -25,8 +25,8 @@ from uldviz.scale.cache import TeacherCache, cache_row_bytes  # noqa: E402
 from uldviz.scale.data import encode_examples, load_examples  # noqa: E402
 from uldviz.scale.generate import GenerateConfig  # noqa: E402
 from uldviz.scale.loading import load_teacher, load_tokenizer_of  # noqa: E402
-from uldviz.scale.objectives import answer_pairs  # noqa: E402
 from uldviz.scale.toy import save_toy_pair  # noqa: E402
+from uldviz.train.objectives import pair_positions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def config(work: Path, out: str, pair: str = "pair0", **changes) -> ScaleConfig:
     base = ScaleConfig(teacher=str(work / pair / "teacher"), student=str(work / pair / "student"),
                        data=[str(work / "text.txt")], window_chars=300, max_tokens=64, steps=6, batch_size=2,
                        grad_accum=2, lr=3e-3, warmup_steps=1, eval_every=3, eval_chars=2000, eval_block=32,
-                       save_every=0, cpu=True, progress=False, out_dir=str(work / out))
+                       save_every=0, cpu=True, progress=False, workers=0, out_dir=str(work / out))
     return replace(base, **changes)
 
 
@@ -141,13 +141,13 @@ def test_cache_round_trip_equals_the_teacher_on_the_kept_entries(work):
     cache = TeacherCache(work / "cache32")
     for i in (0, 21, len(examples) - 1):  # first shard, second shard, last example
         batch = encode_examples([examples[i]], [i], s_tok, t_tok, cfg.max_tokens)
-        al = answer_pairs(batch, cfg.align)
+        pairs = pair_positions(batch, cfg.align)
         with torch.no_grad():
             logits = teacher(input_ids=batch.teacher_ids, attention_mask=batch.teacher_valid.long()).logits
-        p = torch.softmax(logits[0, al.teacher_index[0][al.mask[0]]], -1)
+        p = torch.softmax(logits[0, pairs.teacher], -1)
         top = torch.topk(p, k)
         row = cache.example(i)
-        assert torch.equal(row["pos"].long(), al.student_index[0][al.mask[0]])
+        assert torch.equal(row["pos"].long(), pairs.student)
         assert torch.equal(row["ids"].long(), top.indices)
         assert torch.equal(row["probs"], top.values)
         assert torch.allclose(row["tail"], 1 - top.values.sum(-1), atol=1e-6)

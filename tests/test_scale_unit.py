@@ -14,9 +14,10 @@ from uldviz.maths import losses as L
 from uldviz.scale import arithmetic as A
 from uldviz.scale.cache import cache_row_bytes
 from uldviz.scale.config import ScaleConfig, add_dataclass_args, dataclass_from_args
-from uldviz.scale.data import Example, answer_mask, global_batch, process_share, read_prompts, text_windows
-from uldviz.scale.objectives import OBJECTIVES, get_objective
+from uldviz.scale.data import Example, global_batch, process_share, read_prompts, text_windows
 from uldviz.scale.report import DOC, RESULTS, read_block, render_topk, replace_block, topk_errors
+from uldviz.train.batch import answer_mask
+from uldviz.train.objectives import TERMS, Objective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,13 +126,13 @@ def test_text_windows_and_prompt_files(tmp_path):
 
 # --------------------------------------------------------------------------- the loss registry
 def test_the_registry_names_its_losses_and_refuses_unknown_ones():
-    assert {"uld", "kl", "ce", "hybrid", "chunk"} <= set(OBJECTIVES)
-    assert get_objective("uld").teacher == "logits" and get_objective("uld", cached=True).teacher == "cache"
-    assert get_objective("kl").same_tokenizer
-    with pytest.raises(ValueError, match="unknown loss"):
-        get_objective("wasserstein")
+    assert {"uld", "kl", "ce", "hybrid", "chunk"} <= set(TERMS)
+    assert TERMS["uld"].teacher == "logits" and TERMS["kl"].same_tokenizer
+    assert Objective(ScaleConfig(student="s", loss="uld"), cache=object()).term.teacher == "cache"
+    with pytest.raises(ValueError, match="loss must be one of"):
+        ScaleConfig(student="s", loss="wasserstein")
     with pytest.raises(ValueError, match="top-k targets"):
-        get_objective("kl", cached=True)
+        Objective(ScaleConfig(student="s", loss="kl"), cache=object())
 
 
 # --------------------------------------------------------------------------- arithmetic and docs
@@ -178,18 +179,18 @@ def test_topk_errors_come_from_the_benchmark_file():
 def test_span_groups_of_a_scaled_batch_are_exactly_the_answer_groups():
     """hybrid/chunk count a group when its first token is answer text: not the prompt's last group, and the
     answer's last group too (a position i marks token i+1, so the group starting at s is read at s - 1)."""
-    from uldviz.alignment.spans import align_batch
+    from uldviz.alignment.text import align_batch
     from uldviz.io.tokenizers import offline_tokenizers
     from uldviz.scale.data import encode_examples
-    from uldviz.scale.objectives import LossContext, _span_pairs
+    from uldviz.train.objectives import pair_groups
 
-    tok_a, tok_b = offline_tokenizers()[:2]
+    tok_b, tok_a = offline_tokenizers()
     ex = Example("The quick brown", " fox jumps over the lazy dog.")
     batch = encode_examples([ex], [0], tok_b, tok_a, 64)
-    groups, n = _span_pairs(batch, LossContext(cfg=None, student_tokenizer=tok_b, teacher_tokenizer=tok_a))
+    groups = pair_groups(batch, tok_b, tok_a)
     sp = align_batch(batch, tok_b, tok_a)
     want = [int(s0) for s0, lo in zip(sp.student_start, sp.byte_start) if int(lo) >= len(ex.prompt.encode())]
-    assert groups[1].tolist() == want and n == len(want) > 3
+    assert groups.student_start.tolist() == want and groups.count == len(want) > 3
     last = int(sp.byte_end[-1])
     assert ex.text.encode()[:last].endswith(b".") and int(sp.student_start[-1]) in want
 

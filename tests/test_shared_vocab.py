@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uldviz.io.tokenizers import _byte_decoder, offline_tokenizers
+from uldviz.io.tokenizers import offline_tokenizers
 from uldviz.vocab.shared import SharedVocab, surface_vocab
+from uldviz.vocab.strings import byte_decoder
 
 
 @pytest.fixture(scope="module")
 def toks():
-    return offline_tokenizers()  # (teacher byte-level BPE, student Unigram)
+    pair = offline_tokenizers()
+    return pair.teacher, pair.student  # (teacher byte-level BPE, student Unigram), as these tests unpack them
 
 
 def test_from_vocabs_keeps_the_common_strings_in_teacher_id_order():
@@ -40,6 +42,20 @@ class StubTokenizer:
         return len(self._vocab)
 
 
+def test_views_mask_mass_and_overlap():
+    sv = SharedVocab.from_vocabs({" the": 0, " dog": 1, " sun": 2}, {" dog": 0, " the": 1, "x": 2, "y": 3})
+    assert sv.mask("teacher").tolist() == [True, True, False, False]
+    assert sv.mask("student", size=5).tolist() == [True, True, False, False, False]  # a wider logits row
+    assert sv.unshared_ids("teacher", 4).tolist() == [2, 3]
+    probs = torch.tensor([[0.5, 0.2, 0.3, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    assert sv.mass("teacher", probs).tolist() == pytest.approx([0.7, 0.0])
+    assert sv.overlap() == {"student_strings": 3, "teacher_strings": 4, "shared": 2, "union": 5, "iou": 0.4}
+    with pytest.raises(ValueError, match="smaller than the largest"):
+        sv.mask("teacher", size=1)
+    with pytest.raises(ValueError, match="side"):
+        sv.mask("both")
+
+
 def test_surface_vocab_normalises_drops_specials_and_keeps_the_lowest_id():
     tok = StubTokenizer({"</s>": 0, "▁the": 4, " the": 2, "a": 1, "<pad>": 3}, specials=[0, 3])
     assert surface_vocab(tok) == {" the": 2, "a": 1}
@@ -65,7 +81,7 @@ def test_kit_pair_overlap(toks):
 def test_partial_utf8_bytes_never_match(toks):
     # the teacher's single-byte entry for 0xE9 is written 'é' in GPT-2's byte map, but it is not the letter é
     teacher, student = toks
-    symbol = next(ch for ch, b in _byte_decoder().items() if b == 0xE9)
+    symbol = next(ch for ch, b in byte_decoder().items() if b == 0xE9)
     assert symbol == "é" and symbol in teacher.get_vocab() and "é" in surface_vocab(student)
     sv = SharedVocab.from_tokenizers(student, teacher)
     assert teacher.convert_tokens_to_ids(symbol) not in sv.teacher_ids.tolist()
@@ -101,3 +117,29 @@ def test_unshared_ids_are_the_complement_in_id_order_built_once():
     assert sv.unshared_ids("teacher", 6) is sv.unshared_ids("teacher", 6)  # kept, not rebuilt each step
     with pytest.raises(ValueError, match="side must be"):
         sv.unshared_ids("both", 5)
+
+
+def test_the_special_token_rule_on_a_pair_that_shares_endoftext():
+    """Two tokenizers that both have the special <|endoftext|>: surface matching never shares it (it spells no
+    text); TRL GOLD's raw matching does, and also pairs the byte symbol 'é' with the character 'é'."""
+    student = StubTokenizer({"<|endoftext|>": 0, " the": 1, "é": 2, "cat": 3}, specials=[0])
+    teacher = StubTokenizer({"<|endoftext|>": 0, "Ġthe": 1, "é": 2, "dog": 3, "the": 4}, specials=[0])
+    teacher_is_byte_level = SharedVocab.from_vocabs  # the stub has no backend: pass its surface strings by hand
+    surface = teacher_is_byte_level(surface_vocab(student), {" the": 1, "dog": 3, "the": 4})
+    assert "<|endoftext|>" not in surface.strings and surface.strings == [" the"]
+    raw = SharedVocab.from_tokenizers(student, teacher, match="raw")
+    assert raw.strings == ["<|endoftext|>", "é"] and raw.match == "raw"
+    with pytest.raises(ValueError, match="match"):
+        SharedVocab.from_tokenizers(student, teacher, match="exact")
+
+
+def test_the_special_token_rule_on_the_kit_pair(toks):
+    teacher, student = toks
+    for match in ("surface", "raw"):
+        sv = SharedVocab.from_tokenizers(student, teacher, match=match)
+        specials_t = set(teacher.all_special_ids)
+        assert not specials_t & set(sv.teacher_ids.tolist()) or match == "raw"
+    raw, surface = (SharedVocab.from_tokenizers(student, teacher, match=m) for m in ("raw", "surface"))
+    symbols = {ch for ch, b in byte_decoder().items() if b >= 0x80}  # bytes >= 0x80 as GPT-2 writes them
+    false_pairs = [w for w in raw.strings if len(w) == 1 and w in symbols]
+    assert false_pairs and not set(false_pairs) & set(surface.strings)  # raw pairs half characters; surface never

@@ -11,21 +11,20 @@ import torch
 from uldviz.alignment.spans import (
     SpanAlignment,
     align_spans,
-    batch_token_bytes,
     char_to_byte,
     group_byte_spans,
     span_groups,
-    token_byte_lengths,
     utf8_byte_spans,
-    vocab_byte_lengths,
 )
 from uldviz.io.corpus import load_corpus
-from uldviz.io.tokenizers import _byte_decoder, offline_tokenizers
+from uldviz.io.tokenizers import offline_tokenizers
+from uldviz.vocab.strings import batch_token_bytes, byte_decoder, token_byte_lengths, vocab_byte_lengths
 
 
 @pytest.fixture(scope="module")
 def toks():
-    return offline_tokenizers()  # (teacher byte-level BPE, student Unigram)
+    pair = offline_tokenizers()
+    return pair.teacher, pair.student  # (teacher byte-level BPE, student Unigram), as these tests unpack them
 
 
 def encode(tok, texts, max_len=10_000):
@@ -214,7 +213,7 @@ def test_leading_spaces_of_the_unigram_student(toks):
 def _check_tiling(text, s_spans, t_spans, groups, t_ids, teacher):
     """Groups tile the covered text identically on both sides; teacher tokens spell exactly the group's bytes."""
     raw = text.encode()
-    table = _byte_decoder()
+    table = byte_decoder()
     t_strings = teacher.convert_ids_to_tokens(t_ids)
     spans = group_byte_spans(s_spans, t_spans, groups)
     for ((s0, s1), (t0, t1)), (lo, hi) in zip(groups, spans):
@@ -273,7 +272,7 @@ def test_align_spans_matches_span_groups_row_by_row_and_starts_after_the_eos(tok
         for lo, hi, t0, t1 in zip(al.byte_start[keep].tolist(), al.byte_end[keep].tolist(),
                                   al.teacher_start[keep].tolist(), al.teacher_end[keep].tolist()):
             strings = teacher.convert_ids_to_tokens(ti[b, t0:t1].tolist())
-            assert bytes(_byte_decoder()[ch] for s in strings for ch in s) == text.encode()[lo:hi]
+            assert bytes(byte_decoder()[ch] for s in strings for ch in s) == text.encode()[lo:hi]
 
 
 def test_align_spans_is_fast_enough_for_a_training_step(toks):

@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from uldviz.alignment.spans import align_text  # noqa: E402
+from uldviz.alignment.text import align_text
 from uldviz.io.models import load_teacher, tiny_causal_lm  # noqa: E402
-from uldviz.io.tokenizers import offline_tokenizers  # noqa: E402
+from uldviz.io.tokenizers import offline_tokenizers
 from uldviz.maths.identity import (  # noqa: E402
     chunk_likelihood_loss,
     chunk_log_likelihoods,
@@ -28,7 +28,7 @@ from uldviz.vocab.shared import SharedVocab  # noqa: E402
 
 @pytest.fixture(scope="module")
 def kit():
-    teacher_tok, student_tok = offline_tokenizers()
+    student_tok, teacher_tok = offline_tokenizers()
     teacher, _, _ = load_teacher()
     student = tiny_causal_lm(len(student_tok), seed=0)
     return dict(student_tok=student_tok, teacher_tok=teacher_tok, student=student, teacher=teacher,

@@ -40,7 +40,7 @@ def test_shipped_teacher_card_is_complete(shipped):
 
 def test_shipped_teacher_tokenizer_is_the_shipped_teacher_tokenizer(shipped):
     _, tok, card = shipped
-    teacher_tok, student_tok = offline_tokenizers()
+    student_tok, teacher_tok = offline_tokenizers()
     assert tok.get_vocab() == teacher_tok.get_vocab()
     assert len(tok) == card["tokenizers"]["teacher_vocab"]
     assert len(student_tok) == card["tokenizers"]["student_vocab"]

@@ -16,6 +16,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from uldviz.maths import losses  # noqa: E402
 from uldviz.maths import patches as V  # noqa: E402
+from uldviz.train.metrics import next_token_probs  # noqa: E402
 from uldviz.viz.plots import vocab as P  # noqa: E402
 
 
@@ -299,18 +300,7 @@ def test_gradients_refuse_a_student_with_a_zero_probability():
         V.gradient_vs_epsilon(t, V.toy_pair()[1], [])
 
 
-# ------------------------------------------------------------------ a real teacher's mass on shared strings
-def test_shared_string_mask_and_mass_on():
-    mask = V.shared_string_mask([" the", " dog", "Ã", ""], [" dog", " the", " sun", ""])
-    assert mask.tolist() == [True, True, False, False]  # empty strings never count
-    probs = torch.tensor([[0.5, 0.2, 0.3, 0.0], [0.0, 0.0, 0.0, 1.0]])
-    assert V.mass_on(probs, mask).tolist() == pytest.approx([0.7, 0.0])
-    with pytest.raises(ValueError, match="boolean vector"):
-        V.mass_on(probs, mask[:3])
-    with pytest.raises(ValueError, match="empty"):
-        V.shared_string_mask([], [" a"])
-
-
+# ------------------------------------------------------------------ a real teacher's next-token distributions
 class _CountingLM(torch.nn.Module):
     """A fake causal LM: its logits at every position favour token (id + 1) mod V; it records the lengths it read."""
 
@@ -329,14 +319,14 @@ class _CountingLM(torch.nn.Module):
 def test_next_token_probs_reads_blocks_and_returns_one_distribution_per_position():
     model = _CountingLM()
     tokenizer = lambda text, add_special_tokens=False: {"input_ids": [ord(ch) % 5 for ch in text]}  # noqa: E731
-    probs = V.next_token_probs(model, tokenizer, "abcdefghij", block=4, max_positions=7)
+    probs = next_token_probs(model, tokenizer, "abcdefghij", block=4, max_positions=7)
     assert probs.shape == (7, 5) and torch.allclose(probs.sum(-1), torch.ones(7))
     assert max(model.lengths) <= 4  # never more context than one block
     assert int(probs[0].argmax()) == (ord("a") + 1) % 5
     with pytest.raises(ValueError, match="empty"):
-        V.next_token_probs(model, tokenizer, "  ")
+        next_token_probs(model, tokenizer, "  ")
     with pytest.raises(ValueError, match="single token"):
-        V.next_token_probs(model, tokenizer, "a")
+        next_token_probs(model, tokenizer, "a")
 
 
 def test_gradient_plots():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from uldviz.maths.losses import as_bool_mask
+from uldviz.maths.checks import as_bool_mask
 
 __all__ = [
     "Alignment",
@@ -72,6 +72,17 @@ def _answer_mask(mask, name: str) -> torch.Tensor:
     return as_bool_mask(m, name)
 
 
+def _check_empty(empty: str) -> None:
+    if empty not in ("raise", "zero"):
+        raise ValueError(f"empty must be 'raise' or 'zero', got {empty!r}")
+
+
+def _empty(batch: int, device) -> Alignment:
+    """An alignment with no pair: (batch, 0) tensors."""
+    idx = torch.zeros(batch, 0, dtype=torch.long, device=device)
+    return Alignment(idx, idx.clone(), torch.zeros(batch, 0, dtype=torch.bool, device=device))
+
+
 def _first_true_positions(m: torch.Tensor, width: int) -> torch.Tensor:
     """For each row, the indices of its True entries in order, in the first ``width`` columns."""
     # A stable sort of ~m puts the True positions first, keeping their order: no Python loop.
@@ -79,13 +90,15 @@ def _first_true_positions(m: torch.Tensor, width: int) -> torch.Tensor:
     return order[:, :width]
 
 
-def positional_pairing(student_mask, teacher_mask) -> Alignment:
+def positional_pairing(student_mask, teacher_mask, *, empty: str = "raise") -> Alignment:
     """The paper's pairing: the k-th answer position of the student with the k-th of the teacher.
 
     ``student_mask`` (B, Ls) and ``teacher_mask`` (B, Lt) mark each sequence's answer positions
     (prompt and padding False). Each sample is truncated to the shorter of its two answers; the
-    surplus positions of the longer one are simply not compared.
+    surplus positions of the longer one are simply not compared. With nothing to pair, ``empty="raise"`` raises a
+    ``ValueError`` and ``empty="zero"`` returns an alignment of width 0 (a loss over it is a zero with a gradient).
     """
+    _check_empty(empty)
     sm = _answer_mask(student_mask, "student_mask")
     tm = _answer_mask(teacher_mask, "teacher_mask")
     if sm.shape[0] != tm.shape[0]:
@@ -93,6 +106,8 @@ def positional_pairing(student_mask, teacher_mask) -> Alignment:
     count = torch.minimum(sm.sum(1), tm.sum(1))
     width = int(count.max()) if count.numel() else 0
     if width == 0:
+        if empty == "zero":
+            return _empty(sm.shape[0], sm.device)
         raise ValueError("no position can be paired: every sample has an empty student or teacher answer")
     s_idx = _first_true_positions(sm, width)
     t_idx = _first_true_positions(tm, width)
@@ -140,7 +155,7 @@ def prediction_offsets(offsets, valid=None) -> torch.Tensor:
     o = _offsets_tensor(offsets, "offsets")
     b, n = o.shape[:2]
     if valid is None:
-        v = torch.ones(b, n, dtype=torch.bool)
+        v = torch.ones(b, n, dtype=torch.bool, device=o.device)
     else:
         v = _answer_mask(valid, "valid")
         if tuple(v.shape) != (b, n):
@@ -157,14 +172,17 @@ def prediction_offsets(offsets, valid=None) -> torch.Tensor:
     return torch.where(ok, read, torch.full_like(read, -1))
 
 
-def offset_pairing(student_offsets, teacher_offsets, student_valid=None, teacher_valid=None) -> Alignment:
+def offset_pairing(student_offsets, teacher_offsets, student_valid=None, teacher_valid=None, *,
+                   empty: str = "raise") -> Alignment:
     """Pair student and teacher positions that predict text starting at the same character.
 
     Both sequences must be tokenizations of the *same* text (same character numbering).
     See :func:`prediction_offsets` for which positions have a prediction point. Each offset is
     used once per side (the first position that reaches it); student positions without a teacher
-    partner, and the other way round, are left out (masked). Pairs come in text order.
+    partner, and the other way round, are left out (masked). Pairs come in text order. Every tensor is made on
+    the offsets' device. ``empty`` as in :func:`positional_pairing`.
     """
+    _check_empty(empty)
     so = prediction_offsets(student_offsets, student_valid)
     to = prediction_offsets(teacher_offsets, teacher_valid)
     if so.shape[0] != to.shape[0]:
@@ -173,7 +191,7 @@ def offset_pairing(student_offsets, teacher_offsets, student_valid=None, teacher
     def first_use(x):
         # keep a position only if no earlier position of the same row has the same offset
         same = (x[:, :, None] == x[:, None, :]) & (x[:, None, :] >= 0)
-        earlier = torch.tril(torch.ones(x.shape[1], x.shape[1], dtype=torch.bool), diagonal=-1)
+        earlier = torch.tril(torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device), diagonal=-1)
         return (x >= 0) & ~(same & earlier).any(-1)
 
     so = torch.where(first_use(so), so, torch.full_like(so, -1))
@@ -184,13 +202,15 @@ def offset_pairing(student_offsets, teacher_offsets, student_valid=None, teacher
     count = matched.sum(1)
     width = int(count.max()) if count.numel() else 0
     if width == 0:
+        if empty == "zero":
+            return _empty(so.shape[0], so.device)
         raise ValueError(
             "no position can be paired by character offsets: the two tokenizations share no prediction "
             "point (are they tokenizations of the same text?)"
         )
     s_idx = _first_true_positions(matched, width)
     t_idx = torch.gather(partner, 1, s_idx)
-    keep = torch.arange(width)[None, :] < count[:, None]
+    keep = torch.arange(width, device=count.device)[None, :] < count[:, None]
     zero = torch.zeros_like(s_idx)
     return Alignment(torch.where(keep, s_idx, zero), torch.where(keep, t_idx, zero), keep)
 

@@ -21,8 +21,6 @@ batch (called once per step), :class:`SpanAlignment` for its result.
 
 from __future__ import annotations
 
-import re
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,17 +29,10 @@ import torch
 __all__ = [
     "char_to_byte",
     "utf8_byte_spans",
-    "vocab_byte_lengths",
-    "token_byte_lengths",
-    "batch_token_bytes",
-    "encode_texts",
     "span_groups",
     "group_byte_spans",
     "SpanAlignment",
     "align_spans",
-    "align_batch",
-    "TextAlignment",
-    "align_text",
 ]
 
 
@@ -158,84 +149,6 @@ def _split_run(text, c2b, off, tb, out: np.ndarray, first: int, last: int) -> No
     cuts = (lo - extra) + np.concatenate([[0], np.cumsum(lengths)])
     out[first:last + 1, 0] = cuts[:-1]
     out[first:last + 1, 1] = cuts[1:]
-
-
-_BYTE_FALLBACK = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
-_VOCAB_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _check_fast(tokenizer) -> None:
-    """Only fast tokenizers have offsets mappings (and a backend to inspect)."""
-    if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
-        raise TypeError(
-            f"{type(tokenizer).__name__} is not a fast tokenizer, so it has no offsets mapping: load it with "
-            "uldviz.io.tokenizers.load_tokenizer (or AutoTokenizer.from_pretrained(..., use_fast=True))"
-        )
-
-
-def vocab_byte_lengths(tokenizer) -> torch.Tensor:
-    """(V,) long: how many bytes of text each vocabulary id stands for; special tokens 0 (cached per tokenizer).
-
-    Byte-level entries count their GPT-2 byte symbols ('Ã' and '©' are one byte each of 'é');
-    SentencePiece byte-fallback pieces ``<0xE9>`` one byte; other entries the UTF-8 length of their
-    surface text ('▁' read as a space).
-    """
-    from uldviz.io.tokenizers import _byte_decoder, _is_byte_level, normalized_token
-
-    _check_fast(tokenizer)
-    size = len(tokenizer)
-    try:
-        cached = _VOCAB_BYTES.get(tokenizer)
-    except TypeError:  # not weak-referenceable: no cache
-        cached = None
-    if cached is not None and cached.numel() == size:
-        return cached
-    byte_level = _is_byte_level(tokenizer)
-    table = _byte_decoder()
-    specials = set(getattr(tokenizer, "all_special_ids", []))
-    tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
-    out = torch.zeros(size, dtype=torch.long)
-    for i, tok in enumerate(tokens):
-        if i in specials or tok is None:
-            continue
-        if byte_level and all(ch in table for ch in tok):
-            out[i] = len(tok)
-        elif _BYTE_FALLBACK.match(tok):
-            out[i] = 1
-        else:
-            out[i] = len(normalized_token(tok, False).encode("utf-8"))
-    try:
-        _VOCAB_BYTES[tokenizer] = out
-    except TypeError:
-        pass
-    return out
-
-
-def token_byte_lengths(tokenizer, ids) -> list[int]:
-    """Bytes of text each token of ``ids`` (one sequence) stands for, via :func:`vocab_byte_lengths`."""
-    table = vocab_byte_lengths(tokenizer)
-    x = torch.as_tensor(ids)
-    if x.dim() != 1 or x.is_floating_point() or x.dtype == torch.bool:
-        raise ValueError(f"ids must be a 1-D sequence of integer token ids, got shape {tuple(x.shape)}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= table.numel()):
-        raise ValueError(f"ids contain values outside the vocabulary [0, {table.numel()})")
-    return table[x.long()].tolist()
-
-
-def batch_token_bytes(tokenizer, ids, valid) -> torch.Tensor:
-    """(B, L) long: each token's byte length (see :func:`vocab_byte_lengths`), 0 where ``valid`` is False."""
-    table = vocab_byte_lengths(tokenizer)
-    x = torch.as_tensor(ids)
-    v = torch.as_tensor(valid)
-    if x.dim() != 2 or x.is_floating_point() or x.dtype == torch.bool:
-        raise ValueError(f"ids must be a (batch, length) tensor of integer token ids, got shape {tuple(x.shape)}")
-    if tuple(v.shape) != tuple(x.shape):
-        raise ValueError(f"valid has shape {tuple(v.shape)} but ids have {tuple(x.shape)}")
-    v = v.bool()
-    x = torch.where(v, x.long(), torch.zeros_like(x, dtype=torch.long))
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= table.numel()):
-        raise ValueError(f"ids contain values outside the vocabulary [0, {table.numel()})")
-    return torch.where(v, table[x], torch.zeros_like(x))
 
 
 # --------------------------------------------------------------------------- groups
@@ -405,15 +318,18 @@ def _row_tokens(valid_row: np.ndarray, name: str, b: int) -> np.ndarray:
 
 
 def align_spans(texts, student_offsets, student_valid, teacher_offsets, teacher_valid,
-                student_token_bytes=None, teacher_token_bytes=None) -> SpanAlignment:
+                student_token_bytes=None, teacher_token_bytes=None, *, empty: str = "raise") -> SpanAlignment:
     """The groups (:func:`span_groups`) of every sample of a batch, as one :class:`SpanAlignment`.
 
     ``texts`` are the B text windows; the offsets (B, L, 2) are each tokenizer's CHARACTER offsets
     into them (Hugging Face offsets mapping; rows ``[eos] + tokens``, right-padded, ``valid`` marks
     real tokens). ``*_token_bytes`` (B, L) (from :func:`batch_token_bytes`) are needed wherever a
     tokenizer split a character. Groups whose first token is at index 0 on either side (no position
-    predicts it) are dropped.
+    predicts it) are dropped. With no group at all, ``empty="raise"`` raises a ``ValueError`` and ``empty="zero"``
+    returns an alignment of 0 groups (a loss over it is a zero with a gradient).
     """
+    if empty not in ("raise", "zero"):
+        raise ValueError(f"empty must be 'raise' or 'zero', got {empty!r}")
     if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
         raise TypeError(f"texts must be a list of str (one text window per sample), got {type(texts).__name__}")
     batch = len(texts)
@@ -442,7 +358,7 @@ def align_spans(texts, student_offsets, student_valid, teacher_offsets, teacher_
         row = np.stack([np.full_like(s0, b), s0 + si[0], s1 + si[0], t0 + ti[0], t1 + ti[0], lo, hi])
         parts.append(row[:, (row[1] >= 1) & (row[3] >= 1)])
     cols = np.concatenate(parts, axis=1) if parts else np.zeros((7, 0), dtype=np.int64)
-    if cols.shape[1] == 0:
+    if cols.shape[1] == 0 and empty == "raise":
         raise ValueError(
             "no group of tokens closes on both sides in any sample: the two tokenizations share no token end "
             "(are they tokenizations of the same texts?)"
@@ -451,100 +367,8 @@ def align_spans(texts, student_offsets, student_valid, teacher_offsets, teacher_
 
 
 # --------------------------------------------------------------------------- rows as the models read them
-def encode_texts(tokenizer, texts: list[str], max_len: int | None):
-    """Tokenize ``texts`` as ``[eos, tokens...]``, right-padded to a rectangle truncated at ``max_len``.
-
-    The leading eos (offsets (0, 0)) makes every token of the window predicted, as in
-    :func:`uldviz.train.metrics.encode_blocks` (``max_len=None``: no truncation). Returns (ids (B, L) long,
-    valid (B, L) bool, offsets (B, L, 2) long): each token's character (start, end) in its own text;
-    padding has valid False, offsets (0, 0). Training batches and :func:`align_text` use these rows.
-    """
-    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
-    eos = getattr(tokenizer, "eos_token_id", None)
-    head, head_off = ([eos], [(0, 0)]) if eos is not None else ([], [])
-    rows = [(head + ids)[:max_len] for ids in enc["input_ids"]]
-    offs = [(head_off + list(o))[:max_len] for o in enc["offset_mapping"]]
-    width = max(1, max(len(r) for r in rows))
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    valid = torch.zeros(len(rows), width, dtype=torch.bool)
-    offsets = torch.zeros(len(rows), width, 2, dtype=torch.long)
-    for b, (r, o) in enumerate(zip(rows, offs)):
-        if r:
-            ids[b, :len(r)] = torch.tensor(r)
-            valid[b, :len(r)] = True
-            offsets[b, :len(r)] = torch.tensor([list(x) for x in o])
-    return ids, valid, offsets
 
 
 # --------------------------------------------------------------------------- one sentence, for display
-def align_batch(batch, student_tokenizer, teacher_tokenizer) -> SpanAlignment:
-    """:func:`align_spans` for a training batch (any object with ``texts`` and ``student_``/``teacher_`` ``ids``,
-    ``valid``, ``offsets``), with the tokens' byte lengths taken from the two tokenizers; tensors on CPU."""
-    side = {}
-    for name, tok in (("student", student_tokenizer), ("teacher", teacher_tokenizer)):
-        ids, valid, offsets = (getattr(batch, f"{name}_{k}").cpu() for k in ("ids", "valid", "offsets"))
-        side[name] = (offsets, valid, batch_token_bytes(tok, ids, valid))
-    (so, sv, sb), (to, tv, tb) = side["student"], side["teacher"]
-    return align_spans(list(batch.texts), so, sv, to, tv, student_token_bytes=sb, teacher_token_bytes=tb)
 
 
-@dataclass
-class TextAlignment:
-    """One text encoded by both tokenizers as rows ``[eos] + tokens`` and its groups, for explorers and plots.
-
-    ``*_ids`` are the rows (what the models read), ``*_spans`` each row token's UTF-8 byte span
-    (the eos (0, 0)), ``alignment`` the :class:`SpanAlignment` of this one sample.
-    """
-
-    text: str
-    student_ids: list
-    student_spans: list
-    teacher_ids: list
-    teacher_spans: list
-    alignment: SpanAlignment
-
-    @property
-    def groups(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-        """The groups as ``((student_start, student_end), (teacher_start, teacher_end))`` row indices."""
-        return self.alignment.groups(0)
-
-    @property
-    def num_groups(self) -> int:
-        """How many groups the text has."""
-        return self.alignment.num_groups
-
-    def group_bytes(self, g: int) -> tuple[int, int]:
-        """Byte (start, end) of group ``g`` in ``text.encode()``."""
-        self._check(g)
-        return int(self.alignment.byte_start[g]), int(self.alignment.byte_end[g])
-
-    def group_text(self, g: int) -> str:
-        """The text group ``g`` covers."""
-        lo, hi = self.group_bytes(g)
-        return self.text.encode("utf-8")[lo:hi].decode("utf-8", errors="replace")
-
-    def _check(self, g) -> None:
-        if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < self.num_groups:
-            raise IndexError(f"group index must be an int in [0, {self.num_groups}), got {g!r}")
-
-
-def align_text(text: str, student_tok, teacher_tok, max_len: int | None = None) -> TextAlignment:
-    """Encode ``text`` with both tokenizers as training rows do and align them (:func:`align_spans`)."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not text:
-        raise ValueError("text is empty: there is nothing to align")
-    if max_len is not None and (not isinstance(max_len, int) or max_len < 2):
-        raise ValueError(f"max_len must be an int >= 2 (the eos and one token), got {max_len!r}")
-    rows = []
-    for tok in (student_tok, teacher_tok):
-        _check_fast(tok)
-        ids, valid, offsets = encode_texts(tok, [text], max_len)  # the rows training batches hold
-        if not bool(valid.any()):
-            raise ValueError("a tokenizer made no token of this text")
-        n_bytes = batch_token_bytes(tok, ids, valid)
-        spans = [tuple(x) for x in _byte_spans(text, offsets[0].tolist(), n_bytes[0].tolist()).tolist()]
-        rows.append((ids, valid, offsets, n_bytes, spans))
-    (s_ids, s_valid, s_off, s_bytes, s_spans), (t_ids, t_valid, t_off, t_bytes, t_spans) = rows
-    alignment = align_spans([text], s_off, s_valid, t_off, t_valid, s_bytes, t_bytes)
-    return TextAlignment(text, s_ids[0].tolist(), s_spans, t_ids[0].tolist(), t_spans, alignment)

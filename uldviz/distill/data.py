@@ -77,7 +77,7 @@ def prepare(preset: str = "offline", heldout_fraction: float = 0.1, hub_teacher:
         from uldviz.io.tokenizers import offline_tokenizers
 
         teacher, t_tok, card = load_teacher()
-        s_tok = offline_tokenizers()[1]
+        s_tok = offline_tokenizers().student
         heldout_fraction = (card or {}).get("config", {}).get("val_fraction", heldout_fraction)
         info = dict(card or {})
     elif preset == "hub":

@@ -257,7 +257,7 @@ def check_uld_implementation(fn) -> Feedback:
             diff = float("nan") if g_s is None else float((g_s - want_g).abs().max())
             return Feedback(False, f"The value is right but the gradient w.r.t. the student's logits is not (largest "
                                    f"difference {diff:.3g} on {where}). Did part of the computation leave torch?")
-    return Feedback(True, f"Right: your ULD equals uldviz.maths.losses.uld_loss (value, gradient) on {len(EX5_CASES)} "
+    return Feedback(True, f"Right: your ULD equals the kit's uld_loss in value and gradient on {len(EX5_CASES)} "
                           "random batches, student vocabulary smaller, larger and equal to the teacher's.")
 
 

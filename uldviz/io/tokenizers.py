@@ -9,15 +9,14 @@ code runs on hub tokenizers. The shipped pair lives in ``data/tokenizers/{teache
 
 Hub access never hangs (see :mod:`uldviz.io.hub`): offline, only locally cached files are used and a
 missing tokenizer raises :class:`~uldviz.io.hub.HubUnavailableError` naming it and the offline alternative.
-The vocabulary helpers at the end (:func:`tokenizer_kind`, :func:`surface_vocab_by_id`, :func:`cut_points`,
-:func:`shared_cuts`, :func:`vocab_overlap`) are the maths behind notebook 01's token widgets.
+What a tokenizer's entries are as text (surface strings, byte lengths, spans) is :mod:`uldviz.vocab.strings`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 # Re-exported: callers catch hub errors from here as well.
 from uldviz.io.hub import HubUnavailableError, check_name, hub_is_offline, resolve_local_only, unavailable_error
@@ -29,17 +28,11 @@ __all__ = [
     "hub_is_offline",
     "train_bpe_tokenizer",
     "train_unigram_tokenizer",
+    "TokenizerPair",
     "offline_tokenizers",
     "save_tokenizer",
     "load_tokenizer",
     "load_hub_tokenizers",
-    "token_spans",
-    "normalized_token",
-    "vocab_overlap",
-    "tokenizer_kind",
-    "surface_vocab_by_id",
-    "cut_points",
-    "shared_cuts",
 ]
 
 #: Vocabulary size of the shipped teacher tokenizer (byte-level BPE).
@@ -189,9 +182,16 @@ def _tokenizer_dir(which: str) -> Path:
     return path
 
 
-def offline_tokenizers():
-    """The shipped (teacher, student) pair: byte-level BPE and Unigram, from ``data/tokenizers/``."""
-    return load_tokenizer(_tokenizer_dir("teacher")), load_tokenizer(_tokenizer_dir("student"))
+class TokenizerPair(NamedTuple):
+    """A student's and a teacher's tokenizer, in the kit's order: (student, teacher)."""
+
+    student: object
+    teacher: object
+
+
+def offline_tokenizers() -> TokenizerPair:
+    """The shipped pair: the student's Unigram and the teacher's byte-level BPE, from ``data/tokenizers/``."""
+    return TokenizerPair(load_tokenizer(_tokenizer_dir("student")), load_tokenizer(_tokenizer_dir("teacher")))
 
 
 def load_tokenizer(name_or_path, local_files_only: bool | None = None):
@@ -220,111 +220,12 @@ def load_tokenizer(name_or_path, local_files_only: bool | None = None):
     return tok
 
 
-def load_hub_tokenizers(teacher_name: str, student_name: str, local_files_only: bool | None = None):
-    """(teacher, student) tokenizers from two hub names or local directories; :class:`HubUnavailableError` offline."""
-    return (
-        load_tokenizer(teacher_name, local_files_only=local_files_only),
-        load_tokenizer(student_name, local_files_only=local_files_only),
-    )
+def load_hub_tokenizers(student_name: str, teacher_name: str, local_files_only: bool | None = None) -> TokenizerPair:
+    """The (student, teacher) tokenizers of two hub names or local directories; :class:`HubUnavailableError` offline."""
+    return TokenizerPair(load_tokenizer(student_name, local_files_only=local_files_only),
+                         load_tokenizer(teacher_name, local_files_only=local_files_only))
 
 
 # --------------------------------------------------------------------------- inspecting
-def token_spans(tok, text: str) -> list[tuple[str, tuple[int, int]]]:
-    """``(token string, (start, end))`` for every token of ``text`` (no special tokens), from the offsets mapping.
-
-    ``text[start:end]`` is the text the token covers. Byte-level tokens that hold only part of a
-    multi-byte character cover that whole character, so neighbouring spans may overlap.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not text:
-        raise ValueError("text is empty: there are no tokens to show")
-    if not getattr(tok, "is_fast", False):
-        raise TypeError("token_spans needs a fast tokenizer (one with an offsets mapping)")
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    strings = tok.convert_ids_to_tokens(enc["input_ids"])
-    return [(s, (int(a), int(b))) for s, (a, b) in zip(strings, enc["offset_mapping"])]
 
 
-@functools.lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-level map reversed: printable stand-in character -> byte value."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
-
-
-def _is_byte_level(tok) -> bool:
-    """Whether the tokenizer's pre-tokenizer or decoder is byte-level (GPT-2 style 'Ġ' tokens)."""
-    try:
-        spec = json.loads(tok.backend_tokenizer.to_str())
-    except Exception:
-        return False
-    return "ByteLevel" in json.dumps([spec.get("pre_tokenizer"), spec.get("decoder")])
-
-
-def normalized_token(token: str, byte_level: bool) -> str:
-    """The surface text of a vocabulary entry: byte-level symbols decoded to UTF-8 ('Ġ' -> ' '), '▁' -> ' '.
-
-    A byte-level entry that holds an incomplete UTF-8 character (one byte of 'é') spells no text: it
-    gives ``""``, which every comparison of surface strings leaves out. (Its raw form would be wrong:
-    GPT-2 writes byte 0xC3 as the character 'Ã', which another vocabulary may really contain.)
-    """
-    if byte_level:
-        table = _byte_decoder()
-        if all(ch in table for ch in token):
-            try:
-                return bytes(table[ch] for ch in token).decode("utf-8")
-            except UnicodeDecodeError:
-                return ""
-    return token.replace("▁", " ")
-
-
-def vocab_overlap(tok_a, tok_b) -> dict:
-    """How many token strings two tokenizers share: sizes, intersection, union and IoU of their surface strings.
-
-    Special tokens are left out; entries are compared after :func:`normalized_token`, so GPT-2's
-    'Ġthe' and SentencePiece's '▁the' both count as ' the'.
-    """
-    def surface(tok) -> set[str]:
-        specials = set(getattr(tok, "all_special_tokens", []))
-        byte_level = _is_byte_level(tok)
-        return {normalized_token(t, byte_level) for t in tok.get_vocab() if t not in specials} - {""}
-
-    a, b = surface(tok_a), surface(tok_b)
-    if not a or not b:
-        raise ValueError("a tokenizer has an empty vocabulary (apart from special tokens)")
-    inter, union = len(a & b), len(a | b)
-    return {"size_a": len(a), "size_b": len(b), "intersection": inter, "union": union, "iou": inter / union}
-
-
-def tokenizer_kind(tok) -> str:
-    """The tokenization algorithm of a fast tokenizer's backend model: 'BPE', 'Unigram', 'WordPiece', ..."""
-    try:
-        return type(tok.backend_tokenizer.model).__name__
-    except AttributeError:
-        return type(tok).__name__
-
-
-def surface_vocab_by_id(tok) -> list[str]:
-    """Every token id's surface string, in id order ('Ġthe' and '▁the' both become ' the'; '' for unused ids)."""
-    byte_level = _is_byte_level(tok)
-    inv = {i: t for t, i in tok.get_vocab().items()}
-    return [normalized_token(inv[i], byte_level) if i in inv else "" for i in range(len(tok))]
-
-
-def cut_points(spans) -> set[int]:
-    """Character offsets where a tokenization ends a token (its cut points), from ``(token, (start, end))`` spans."""
-    return {int(end) for _, (_, end) in spans}
-
-
-def shared_cuts(spans_a, spans_b) -> tuple[int, int]:
-    """(cut points both tokenizations share, cut points of either): how well their positions line up."""
-    a, b = cut_points(spans_a), cut_points(spans_b)
-    return len(a & b), len(a | b)

@@ -21,7 +21,8 @@ from typing import NamedTuple
 
 import torch
 
-from uldviz.maths.losses import _check_mask, _compute_dtype, _reduce, check_positive, uld_distance, validate_logits
+from uldviz.maths.checks import check_mask, check_positive, compute_dtype, reduce_positions, validate_logits
+from uldviz.maths.losses import uld_distance
 from uldviz.vocab.shared import SharedVocab
 
 __all__ = [
@@ -111,7 +112,7 @@ def token_logprobs(logits, ids) -> torch.Tensor:
 
 def _token_logprobs(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """:func:`token_logprobs` on logits and ids already checked (one validation pass per call site)."""
-    z = z.to(_compute_dtype(z))
+    z = z.to(compute_dtype(z))
     prev = z[:, :-1]
     picked = prev.gather(-1, x[:, 1:, None]).squeeze(-1) - torch.logsumexp(prev, dim=-1)
     return torch.nn.functional.pad(picked, (1, 0))
@@ -163,7 +164,7 @@ def merged_group_logprobs(logits, ids, sample, start, end, *, anchor: str = "fir
     z = validate_logits(logits, "logits")
     lp = _token_logprobs(z, _check_ids(ids, z))
     s, a, b = _check_groups(sample, start, end, lp.shape[0], lp.shape[1], lp.device)
-    z = z.to(_compute_dtype(z))
+    z = z.to(compute_dtype(z))
     rows = lp[s]
     if anchor == "first":
         pos, inside = a - 1, _group_mask(a + 1, b, lp.shape[1])
@@ -242,7 +243,7 @@ def hybrid_uld_terms(student_logprobs, teacher_logprobs, shared: SharedVocab, *,
         w = float(weight)
         if not 0.0 <= w <= 1.0:
             raise ValueError(f"weight must be in [0, 1], got {weight!r}")
-    dtype = torch.promote_types(_compute_dtype(s), _compute_dtype(t))
+    dtype = torch.promote_types(compute_dtype(s), compute_dtype(t))
     s, t = s.to(dtype), t.detach().to(dtype)
     if len(shared):
         ls, lt = s[..., shared.student_ids.to(s.device)], t[..., shared.teacher_ids.to(t.device)]
@@ -285,8 +286,8 @@ def hybrid_uld_loss(student_logprobs, teacher_logprobs, shared: SharedVocab, *, 
     terms = hybrid_uld_terms(student_logprobs, teacher_logprobs, shared, weight=weight, divergence=divergence,
                              beta=beta)
     per_group = terms.total
-    m = _check_mask(mask, per_group.shape, per_group.device)
-    return _reduce(per_group, m, reduction)
+    m = check_mask(mask, per_group.shape, per_group.device)
+    return reduce_positions(per_group, m, reduction)
 
 
 # --------------------------------------------------------------------------- chunk likelihood (ALM)
@@ -351,12 +352,12 @@ def chunk_likelihood_loss(student_ll, teacher_ll, *, tau: float = ALM_TAU, eps: 
     if eps_f == 0 and bool((s == 0).any()):
         raise ValueError("with eps=0 a student chunk of probability 1 (log-likelihood 0) makes log(1 - p) = -inf: "
                          "use eps > 0 (tokenkit's 1e-6)")
-    dtype = torch.promote_types(_compute_dtype(s), _compute_dtype(t))
+    dtype = torch.promote_types(compute_dtype(s), compute_dtype(t))
     a = t.detach().to(dtype) / tau_f - eps_f
     b = s.to(dtype) / tau_f - eps_f
     pa = a.exp()
     one_minus = -torch.expm1(a)
     tail = torch.where(one_minus > 0, one_minus * log1mexp(b), torch.zeros_like(b))
     per_group = -(pa * b + tail)
-    m = _check_mask(mask, per_group.shape, per_group.device)
-    return _reduce(per_group, m, reduction)
+    m = check_mask(mask, per_group.shape, per_group.device)
+    return reduce_positions(per_group, m, reduction)

@@ -29,11 +29,22 @@ import torch
 import torch.nn.functional as F
 
 from uldviz.maths._sorted_l1 import sorted_l1, sorted_l1_topk
+from uldviz.maths.checks import (
+    as_float_tensor,
+    as_pair,
+    check_device,
+    check_mask,
+    check_positive,
+    check_probs,
+    check_reduction,
+    checked_pair,
+    compute_dtype,
+    reduce_positions,
+    validate_logits,
+    validate_pair,
+)
 
 __all__ = [
-    "validate_logits",
-    "check_positive",
-    "as_bool_mask",
     "softmax_probs",
     "kl_divergence",
     "naive_kl_div",
@@ -49,115 +60,14 @@ __all__ = [
     "temperature_curve",
     "large_temperature_limit",
     "PAPER_LAMBDA",
-    "REDUCTIONS",
 ]
 
 #: The weight of the ULD term in the paper (Boizard et al., 2024): loss = CE + 1.5 * ULD.
 PAPER_LAMBDA = 1.5
 
-#: The ``reduction`` values of the distribution losses; ``'batchmean'`` is torch's name for the kit's ``'mean'``.
-REDUCTIONS = ("mean", "batchmean", "sum", "none")
 
 
-# --------------------------------------------------------------------------- validation
-def _as_float_tensor(x, name: str) -> torch.Tensor:
-    """Turn array-likes into a floating tensor, refusing integer or boolean data by name."""
-    if not isinstance(x, torch.Tensor):
-        try:
-            x = torch.as_tensor(x)
-        except Exception as exc:  # noqa: BLE001 - re-raised with a clear message
-            raise TypeError(f"{name} must be a torch tensor or an array of numbers, got {type(x).__name__}") from exc
-        if not x.is_floating_point():
-            x = x.to(torch.float64)
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be floating point (logits or probabilities), got dtype {x.dtype}")
-    return x
-
-
-def _require(ok: torch.Tensor, message: str) -> None:
-    """Raise ``ValueError(message)`` unless the boolean tensor ``ok`` is true.
-
-    Under ``torch.compile`` a Python ``if`` on a tensor's value would break the graph, so the check
-    becomes ``torch._assert_async``, which raises a ``RuntimeError`` with the same message.
-    """
-    if torch.compiler.is_compiling():
-        torch._assert_async(ok, message)
-    elif not bool(ok):
-        raise ValueError(message)
-
-
-def _check_shape(x: torch.Tensor, name: str) -> torch.Tensor:
-    """A vocabulary dimension of size > 0 and at least one position."""
-    if x.dim() == 0:
-        raise ValueError(f"{name} must have a vocabulary dimension, got a scalar")
-    if x.shape[-1] == 0:
-        raise ValueError(f"{name} has a vocabulary of size 0: there is nothing to compare")
-    if x.numel() == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}): no positions to compare")
-    return x
-
-
-def _check_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
-    """Two tensors compared position by position must lie on one device; say which devices otherwise."""
-    if a.device != b.device:
-        raise ValueError(
-            f"{name_a} is on device {a.device} but {name_b} on device {b.device}: move both to one device "
-            f"first (for example {name_b}.to({name_a}.device))"
-        )
-
-
-def _as_pair(a, b, name_a: str, name_b: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both arguments as floating tensors on one device (checked before any value is read)."""
-    a, b = _as_float_tensor(a, name_a), _as_float_tensor(b, name_b)
-    _check_device(a, b, name_a, name_b)
-    return a, b
-
-
-def validate_logits(logits, name: str = "logits") -> torch.Tensor:
-    """Check a logits tensor and return it as a floating tensor; raise a clear error otherwise.
-
-    Refused: non-floating data, zero dimensions, an empty batch, a vocabulary of size 0,
-    NaN or +inf anywhere, and rows whose logits are all -inf (their softmax is undefined).
-    -inf entries are allowed elsewhere: they mean probability exactly 0.
-    """
-    x = _check_shape(_as_float_tensor(logits, name), name)
-    _require(~torch.isnan(x).any(), f"{name} contain NaN: the softmax (and so the loss) would be NaN")
-    _require(~torch.isposinf(x).any(), f"{name} contain +inf: the softmax would be NaN (inf - inf)")
-    _require((x.amax(dim=-1) > float("-inf")).all(),
-             f"{name} has a row whose logits are all -inf: its softmax is undefined (0/0)")
-    return x
-
-
-def _checked_pair(a, b, check, name_a: str, name_b: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two tensors on one device, each passing ``check(x, name)``, paired position by position."""
-    a, b = _as_pair(a, b, name_a, name_b)
-    a, b = check(a, name_a), check(b, name_b)
-    _check_paired(a, b)
-    return a, b
-
-
-def _validate_pair(student_logits, teacher_logits) -> tuple[torch.Tensor, torch.Tensor]:
-    """Student and teacher logits: one device, each valid, paired position by position."""
-    return _checked_pair(student_logits, teacher_logits, validate_logits, "student_logits", "teacher_logits")
-
-
-def check_positive(value, name: str) -> float:
-    """A temperature, ε or weight that must be a finite number > 0: returned as float, else a named error."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {value!r}") from exc
-    if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
-
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """Half precisions are promoted to float32 for the softmax; float32/float64 are kept."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
+# --------------------------------------------------------------------------- softmax
 def softmax_probs(logits, temperature: float = 1.0, name: str = "logits") -> torch.Tensor:
     """Softmax of ``logits / temperature`` over the last dimension, computed in float32 at least.
 
@@ -166,61 +76,7 @@ def softmax_probs(logits, temperature: float = 1.0, name: str = "logits") -> tor
     """
     x = validate_logits(logits, name)
     t = check_positive(temperature, f"{name} temperature")
-    return torch.softmax(x.to(_compute_dtype(x)) / t, dim=-1)
-
-
-def as_bool_mask(mask, name: str) -> torch.Tensor:
-    """A mask as a boolean tensor; 0/1 integers are accepted, anything else is a TypeError naming ``name``."""
-    m = torch.as_tensor(mask)
-    if m.dtype != torch.bool:
-        if m.is_floating_point() or not bool(torch.all((m == 0) | (m == 1))):
-            raise TypeError(f"{name} must be boolean (or 0/1 integers), got dtype {m.dtype}")
-        m = m.bool()
-    return m
-
-
-def _check_mask(mask, lead_shape: torch.Size, device) -> torch.Tensor | None:
-    """A mask must be boolean (or 0/1) with exactly the leading shape and select something."""
-    if mask is None:
-        return None
-    m = as_bool_mask(mask, "mask").to(device)
-    if tuple(m.shape) != tuple(lead_shape):
-        raise ValueError(
-            f"mask has shape {tuple(m.shape)} but the logits' positions have shape {tuple(lead_shape)}"
-        )
-    _require(m.any(), "mask selects no position: the mean over positions would be 0/0")
-    return m
-
-
-def _check_reduction(reduction) -> str:
-    """One of :data:`REDUCTIONS`, else a ValueError listing them."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r} "
-                         "('mean' = 'batchmean': the sum over the vocabulary averaged over positions)")
-    return reduction
-
-
-def _reduce(per_position: torch.Tensor, mask: torch.Tensor | None, reduction: str) -> torch.Tensor:
-    """Mean ('batchmean') or sum over (masked) positions, or the per-position values with masked ones set to 0."""
-    _check_reduction(reduction)
-    if mask is not None:
-        per_position = per_position * mask.to(per_position.dtype)
-    if reduction == "none":
-        return per_position
-    if reduction == "sum":
-        return per_position.sum()
-    count = mask.sum() if mask is not None else per_position.numel()
-    return per_position.sum() / count
-
-
-def _check_paired(student: torch.Tensor, teacher: torch.Tensor) -> None:
-    """Paired logits must agree on every leading (position) dimension."""
-    if student.shape[:-1] != teacher.shape[:-1]:
-        raise ValueError(
-            f"student and teacher positions do not match: student logits {tuple(student.shape)} vs "
-            f"teacher logits {tuple(teacher.shape)} (all dimensions but the last, the vocabulary, "
-            "must be equal; pair positions first with uldviz.alignment.positions)"
-        )
+    return torch.softmax(x.to(compute_dtype(x)) / t, dim=-1)
 
 
 # --------------------------------------------------------------------------- KL
@@ -239,8 +95,8 @@ def kl_divergence(
     that names both sizes: KL compares token i with token i, which only means something when both
     models share the tokenizer. Use :func:`uld_loss` instead.
     """
-    _check_reduction(reduction)
-    s, t = _validate_pair(student_logits, teacher_logits)
+    check_reduction(reduction)
+    s, t = validate_pair(student_logits, teacher_logits)
     if s.shape[-1] != t.shape[-1]:
         raise ValueError(
             f"KL divergence needs one shared vocabulary, but the student has {s.shape[-1]} tokens and "
@@ -249,14 +105,14 @@ def kl_divergence(
             "vocabulary."
         )
     temp = check_positive(temperature, "temperature")
-    m = _check_mask(mask, s.shape[:-1], s.device)
-    dtype = torch.promote_types(_compute_dtype(s), _compute_dtype(t))
+    m = check_mask(mask, s.shape[:-1], s.device)
+    dtype = torch.promote_types(compute_dtype(s), compute_dtype(t))
     log_q = torch.log_softmax(s.to(dtype) / temp, dim=-1)
     log_p = torch.log_softmax(t.to(dtype) / temp, dim=-1)
     p = log_p.exp()
     # xlogy-style: terms with p = 0 contribute exactly 0, even where log q = -inf.
     terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
-    return _reduce(terms.sum(-1), m, reduction)
+    return reduce_positions(terms.sum(-1), m, reduction)
 
 
 def naive_kl_div(student_probs, teacher_probs) -> torch.Tensor:
@@ -269,7 +125,7 @@ def naive_kl_div(student_probs, teacher_probs) -> torch.Tensor:
     """
     q = torch.as_tensor(student_probs, dtype=torch.float64)
     p = torch.as_tensor(teacher_probs, dtype=torch.float64)
-    _check_device(q, p, "student_probs", "teacher_probs")
+    check_device(q, p, "student_probs", "teacher_probs")
     return F.kl_div(q.log(), p, reduction="sum")
 
 
@@ -281,7 +137,7 @@ def forced_kl_div(student_logits, teacher_logits, how: str = "truncate") -> torc
     Either way token i of the student is compared with token i of the teacher although they are
     unrelated strings: the number is finite and meaningless.
     """
-    s, t = _as_pair(student_logits, teacher_logits, "student_logits", "teacher_logits")
+    s, t = as_pair(student_logits, teacher_logits, "student_logits", "teacher_logits")
     s = validate_logits(s, "student_logits").to(torch.float64)
     t = validate_logits(t, "teacher_logits").to(torch.float64)
     n, m = t.shape[-1], s.shape[-1]
@@ -298,17 +154,9 @@ def forced_kl_div(student_logits, teacher_logits, how: str = "truncate") -> torc
 
 
 # --------------------------------------------------------------------------- ULD
-def _check_probs(x, name: str) -> torch.Tensor:
-    """Probability vectors for the distance functions: finite, non-negative, non-empty."""
-    x = _check_shape(_as_float_tensor(x, name), name)
-    _require(torch.isfinite(x).all(), f"{name} contain NaN or inf: they are not probabilities")
-    _require((x >= 0).all(), f"{name} contain negative values: they are not probabilities")
-    return x
-
-
 def _prob_pair(p, q) -> tuple[torch.Tensor, torch.Tensor]:
     """Two batches of probability vectors on one device, paired position by position."""
-    return _checked_pair(p, q, _check_probs, "p", "q")
+    return checked_pair(p, q, check_probs, "p", "q")
 
 
 def sorted_padded(p, q) -> tuple[torch.Tensor, torch.Tensor]:
@@ -413,20 +261,20 @@ def uld_loss(
     over samples or positions (on CPU the sort runs in numpy on blocks of rows, see
     :mod:`uldviz.maths._sorted_l1`); works under ``torch.func.grad`` and ``torch.compile(fullgraph=True)``.
     """
-    _check_reduction(reduction)
-    s, t = _validate_pair(student_logits, teacher_logits)
-    m = _check_mask(mask, s.shape[:-1], s.device)
+    check_reduction(reduction)
+    s, t = validate_pair(student_logits, teacher_logits)
+    m = check_mask(mask, s.shape[:-1], s.device)
     # The logits are validated above, so the softmaxes and the kernel skip re-checking them
     # (each check is a pass over a large tensor); same maths as softmax_probs/uld_distance.
     ts = check_positive(student_temperature, "student_logits temperature")
     tt = check_positive(teacher_temperature, "teacher_logits temperature")
-    dtype = torch.promote_types(_compute_dtype(s), _compute_dtype(t))
+    dtype = torch.promote_types(compute_dtype(s), compute_dtype(t))
     q = torch.softmax(_scaled(s.to(dtype), ts), dim=-1)
     with torch.no_grad():
         p = torch.softmax(_scaled(t.detach().to(dtype), tt), dim=-1)
     per_pos = sorted_l1(q, p) if top_k is None else _topk_distance(q, p, top_k, True)
     del p  # the teacher's probabilities are not needed by the backward pass
-    return _reduce(per_pos, m, reduction)
+    return reduce_positions(per_pos, m, reduction)
 
 
 def _scaled(x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -460,7 +308,7 @@ def cross_entropy(logits, labels, *, ignore_index: int = -100, label_smoothing: 
     bad = valid & ((y < 0) | (y >= x.shape[-1]))
     if bad.any():
         raise ValueError(f"labels contain ids outside the vocabulary [0, {x.shape[-1]})")
-    x = x.to(_compute_dtype(x))
+    x = x.to(compute_dtype(x))
     out = F.cross_entropy(x.reshape(-1, x.shape[-1]), y.reshape(-1).long(), ignore_index=ignore_index,
                           label_smoothing=eps, reduction=reduction)
     return out.reshape(y.shape) if reduction == "none" else out
@@ -472,7 +320,7 @@ def ce_plus_uld(ce: torch.Tensor, uld: torch.Tensor, lam: float = PAPER_LAMBDA) 
     if not (lam >= 0 and math.isfinite(lam)):
         raise ValueError(f"lam must be a finite number >= 0, got {lam}")
     if isinstance(ce, torch.Tensor) and isinstance(uld, torch.Tensor):
-        _check_device(ce, uld, "ce", "uld")
+        check_device(ce, uld, "ce", "uld")
     return ce + lam * uld
 
 
@@ -489,11 +337,11 @@ def uld_topk_from_teacher_topk(student_logits, teacher_topk_probs, teacher_tail,
     ``teacher_topk_probs`` (..., k) (any order; sorted here) and ``teacher_tail`` (...) share the student's leading
     shape; the teacher is a constant target. A student vocabulary smaller than k keeps all it has, zero-padded.
     """
-    s, top = _as_pair(student_logits, teacher_topk_probs, "student_logits", "teacher_topk_probs")
+    s, top = as_pair(student_logits, teacher_topk_probs, "student_logits", "teacher_topk_probs")
     s = validate_logits(s, "student_logits")
-    top = _check_probs(top, "teacher_topk_probs")
-    tail = _as_float_tensor(teacher_tail, "teacher_tail")
-    _check_device(s, tail, "student_logits", "teacher_tail")
+    top = check_probs(top, "teacher_topk_probs")
+    tail = as_float_tensor(teacher_tail, "teacher_tail")
+    check_device(s, tail, "student_logits", "teacher_tail")
     if top.shape[:-1] != s.shape[:-1] or tail.shape != s.shape[:-1]:
         raise ValueError(
             f"teacher_topk_probs {tuple(top.shape)} and teacher_tail {tuple(tail.shape)} must have the student's "
@@ -501,15 +349,15 @@ def uld_topk_from_teacher_topk(student_logits, teacher_topk_probs, teacher_tail,
         )
     if not torch.isfinite(tail).all() or (tail < -1e-4).any():  # rounding may leave -1e-7 when k covers the vocab
         raise ValueError("teacher_tail must hold finite masses >= 0 (1 minus the kept probabilities)")
-    m = _check_mask(mask, s.shape[:-1], s.device)
+    m = check_mask(mask, s.shape[:-1], s.device)
     k = top.shape[-1]
-    dtype = _compute_dtype(s)
+    dtype = compute_dtype(s)
     q = torch.softmax(_scaled(s.to(dtype), check_positive(student_temperature, "student_logits temperature")), -1)
     q_top = F.pad(torch.topk(q, min(k, q.shape[-1]), dim=-1).values, (0, max(0, k - q.shape[-1])))
     p_top = torch.sort(top.detach().to(dtype), dim=-1, descending=True).values
     head = (q_top - p_top).abs().sum(-1)
     per_pos = head + ((q.sum(-1) - q_top.sum(-1)) - tail.detach().to(dtype)).abs()
-    return _reduce(per_pos, m, reduction)
+    return reduce_positions(per_pos, m, reduction)
 
 
 # --------------------------------------------------------------------------- temperature
@@ -528,7 +376,7 @@ def temperature_curve(student_logits, teacher_logits, temperatures) -> np.ndarra
     the temperatures; it tends to 0 as T -> 0 when both argmaxes are unique, and to
     :func:`large_temperature_limit` as T -> infinity.
     """
-    s, t = _as_pair(student_logits, teacher_logits, "student_logits", "teacher_logits")
+    s, t = as_pair(student_logits, teacher_logits, "student_logits", "teacher_logits")
     s = validate_logits(s.to(torch.float64).reshape(-1), "student_logits")
     t = validate_logits(t.to(torch.float64).reshape(-1), "teacher_logits")
     temps = torch.as_tensor(np.asarray(temperatures, dtype=np.float64)).reshape(-1, 1)

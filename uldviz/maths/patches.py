@@ -14,8 +14,6 @@ dictionaries and compute the KL "patches" of notebook 01 with the loss functions
 
 Training uses a loss's *gradient*, not its value: :func:`patch_gradients` gives, for each patch and
 for ULD, the gradient with respect to the student's logits, i.e. what one training step would teach.
-:func:`shared_string_mask` and :func:`mass_on` measure how much of a real teacher's probability sits
-on token strings the student's vocabulary also has.
 
 Pure maths: no plotting, no widgets.
 """
@@ -27,7 +25,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from uldviz.maths.losses import check_positive, forced_kl_div, kl_divergence, naive_kl_div, uld_distance, uld_loss
+from uldviz.maths.checks import check_positive
+from uldviz.maths.losses import forced_kl_div, kl_divergence, naive_kl_div, uld_distance, uld_loss
 
 __all__ = [
     "TOY_TEACHER",
@@ -52,9 +51,6 @@ __all__ = [
     "intersection_kl",
     "PATCH_NAMES",
     "patch_gradients",
-    "shared_string_mask",
-    "mass_on",
-    "next_token_probs",
     "blind_id_pairs",
     "blind_id_kl",
     "blind_id_agreement",
@@ -360,50 +356,6 @@ def patch_gradients(teacher, student, eps: float = 1e-8) -> dict[str, dict[str, 
     out[PATCH_NAMES[2]] = _gradient(kl_divergence(z[:k], teacher_logits[:k]), tokens, z)
     out[PATCH_NAMES[3]] = _gradient(uld_loss(z[None], teacher_logits[None]), tokens, z)
     return out
-
-
-def shared_string_mask(teacher_strings: Sequence[str], student_strings: Sequence[str]) -> torch.Tensor:
-    """Boolean mask over the teacher's ids: True where the id's string is also a string of the student's vocabulary.
-
-    Pass *normalised* strings in id order (``'Ġdog'`` and ``'▁dog'`` both as ``' dog'``), e.g. from
-    :func:`uldviz.io.tokenizers.normalized_token`; empty strings never count as shared.
-    """
-    t, s = list(teacher_strings), set(student_strings)
-    if not t or not s:
-        raise ValueError("a vocabulary is empty: there are no strings to compare")
-    return torch.tensor([bool(x) and x in s for x in t], dtype=torch.bool)
-
-
-def mass_on(probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Probability each distribution in ``probs`` (..., V) puts on the tokens where ``mask`` (V,) is True."""
-    m = torch.as_tensor(mask)
-    if m.dtype != torch.bool or m.dim() != 1 or m.shape[0] != probs.shape[-1]:
-        raise ValueError(f"mask must be a boolean vector of the vocabulary size {probs.shape[-1]}, "
-                         f"got dtype {m.dtype} and shape {tuple(m.shape)}")
-    return (probs * m.to(probs.dtype)).sum(-1)
-
-
-@torch.no_grad()
-def next_token_probs(model, tokenizer, text: str, *, block: int = 128, max_positions: int = 2048) -> torch.Tensor:
-    """A causal LM's next-token distributions on ``text``: (positions, V), at most ``max_positions`` rows.
-
-    The text is cut into consecutive blocks of ``block`` tokens, each read on its own, so every row
-    is a prediction the model makes with at most ``block`` tokens of context.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("text is empty: there is nothing to predict")
-    if block < 2 or max_positions < 1:
-        raise ValueError(f"block must be >= 2 and max_positions >= 1, got {block} and {max_positions}")
-    ids = torch.as_tensor(tokenizer(text, add_special_tokens=False)["input_ids"])[: max_positions + 1]
-    rows = []
-    for start in range(0, max(len(ids) - 1, 0), block):
-        chunk = ids[start:start + block]
-        if len(chunk) >= 2 or not rows:
-            logits = model(chunk[None].to(model.device)).logits[0].float().cpu()
-            rows.append(torch.softmax(logits, -1))
-    if not rows:
-        raise ValueError("text is a single token: there is no next token to predict")
-    return torch.cat(rows)[:max_positions]
 
 
 def reorder(dist: Mapping[str, float], order: Sequence[str]) -> dict[str, float]:

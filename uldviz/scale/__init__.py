@@ -1,11 +1,12 @@
 """From the classroom to real models: the kit's losses on a distributed engine (Hugging Face ``accelerate``).
 
-Orchestration only, no new maths: the losses and pairings are :mod:`uldviz.maths.losses` and
-:mod:`uldviz.alignment.positions`.
+Orchestration only, no new maths: the objective, batch, schedule and configs are :mod:`uldviz.train`'s, shared
+with the notebooks' loop.
 
 - :mod:`~uldviz.scale.config`: :class:`ScaleConfig`, every knob of a run (and the command line built from it);
 - :mod:`~uldviz.scale.data`: examples, their order (a function of seed and step), both tokenizations;
-- :mod:`~uldviz.scale.objectives`: the loss registry (``uld``, ``kl``, ``ce``, ``hybrid``, ``chunk``);
+- :mod:`~uldviz.scale.feed`: a DataLoader whose workers tokenize and pair the next steps' micro-batches;
+- :mod:`~uldviz.scale.checkpoint`: checkpoints written whole or not at all, and a resume that refuses drift;
 - :mod:`~uldviz.scale.loop`: :func:`train` / ``python -m uldviz train`` (DDP/FSDP, bf16, accumulation, resume);
 - :mod:`~uldviz.scale.generate`: ``python -m uldviz generate``, the teacher writes answers (sequence-level KD);
 - :mod:`~uldviz.scale.cache`: ``python -m uldviz cache-teacher``, the teacher's top-k once, training without it;

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,9 +22,9 @@ import torch
 from uldviz.scale.config import ScaleConfig, parse_and_run
 from uldviz.scale.data import encode_examples, fingerprint, load_examples
 from uldviz.scale.loading import output_vocab
-from uldviz.scale.objectives import answer_pairs
+from uldviz.train.objectives import CachedPairs, pair_positions
 
-__all__ = ["CACHE_FORMAT", "CACHE_DTYPES", "CachedTargets", "TeacherCache", "cache_row_bytes", "write_teacher_cache",
+__all__ = ["CACHE_FORMAT", "CACHE_DTYPES", "TeacherCache", "cache_row_bytes", "write_teacher_cache",
            "cache_teacher", "main"]
 
 CACHE_FORMAT = "uldviz-teacher-topk-cache/1"
@@ -38,17 +37,6 @@ def cache_row_bytes(k: int, dtype: str = "float16") -> int:
     if dtype not in CACHE_DTYPES:
         raise ValueError(f"cache dtype must be one of {list(CACHE_DTYPES)}, got {dtype!r}")
     return k * (torch.finfo(CACHE_DTYPES[dtype]).bits // 8 + 4) + 4 + 4
-
-
-@dataclass
-class CachedTargets:
-    """The cached teacher targets of a batch, padded to (B, P): student position, mask, top-k probs/ids, tail."""
-
-    student_index: torch.Tensor
-    mask: torch.Tensor
-    probs: torch.Tensor
-    ids: torch.Tensor
-    tail: torch.Tensor
 
 
 def _shard_tensors(rows: list[dict], k: int, dtype: torch.dtype) -> dict:
@@ -90,15 +78,15 @@ def write_teacher_cache(teacher, teacher_tok, student_tok, examples, out_dir, *,
         for b0 in range(first, last, batch_size):
             idx = list(range(b0, min(b0 + batch_size, last)))
             batch = encode_examples([examples[i] for i in idx], idx, student_tok, teacher_tok, max_tokens)
-            al = answer_pairs(batch, align)
+            pairs = pair_positions(batch, align)  # on the CPU, as the training loop pairs them
             logits = teacher(input_ids=batch.teacher_ids.to(device),
                              attention_mask=batch.teacher_valid.long().to(device)).logits[..., :t_vocab]
             for j in range(len(idx)):
-                keep = al.mask[j]
-                t_pos = al.teacher_index[j][keep].to(device)
+                keep = pairs.sample == j
+                t_pos = pairs.teacher[keep].to(device)
                 p = torch.softmax(logits[j, t_pos].float() / teacher_temperature, dim=-1)
                 top = torch.topk(p, k, dim=-1)
-                rows.append({"pos": al.student_index[j][keep].to(torch.int32), "probs": top.values.cpu().to(
+                rows.append({"pos": pairs.student[keep].to(torch.int32), "probs": top.values.cpu().to(
                     CACHE_DTYPES[dtype]), "ids": top.indices.cpu().to(torch.int32),
                     "tail": (p.sum(-1) - top.values.sum(-1)).cpu()})
         name = f"shard_{s:05d}.safetensors"
@@ -160,22 +148,14 @@ class TeacherCache:
         return {key: f.get_slice(name)[a:b] for key, name in (("pos", "student_index"), ("probs", "topk_probs"),
                                                                ("ids", "topk_ids"), ("tail", "tail"))}
 
-    def lookup(self, indices) -> CachedTargets:
-        """The targets of a batch of examples, padded to the longest (mask False on padding)."""
-        rows = [self.example(int(i)) for i in indices]
-        width = max(1, max(len(r["pos"]) for r in rows))
-        b = len(rows)
-        out = CachedTargets(torch.zeros(b, width, dtype=torch.long), torch.zeros(b, width, dtype=torch.bool),
-                            torch.zeros(b, width, self.k), torch.zeros(b, width, self.k, dtype=torch.long),
-                            torch.zeros(b, width))
-        for j, r in enumerate(rows):
-            n = len(r["pos"])
-            out.student_index[j, :n] = r["pos"].long()
-            out.mask[j, :n] = True
-            out.probs[j, :n] = r["probs"].float()
-            out.ids[j, :n] = r["ids"].long()
-            out.tail[j, :n] = r["tail"]
-        return out
+    def lookup(self, batch) -> CachedPairs:
+        """The cached targets of a batch's examples (``batch.index``), flattened: one row per cached position."""
+        rows = [self.example(int(i)) for i in batch.index]
+        counts = [len(r["pos"]) for r in rows]
+        return CachedPairs(torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(counts, dtype=torch.long)),
+                           torch.cat([r["pos"].long() for r in rows]),
+                           torch.cat([r["probs"].float() for r in rows]).reshape(-1, self.k),
+                           torch.cat([r["tail"].float() for r in rows]))
 
 
 def cache_teacher(cfg: ScaleConfig) -> dict:
@@ -184,9 +164,7 @@ def cache_teacher(cfg: ScaleConfig) -> dict:
     Runs under ``accelerate launch`` too (each process writes every n-th shard). Returns the cache's metadata,
     including its size on disk and bytes per cached position.
     """
-    from accelerate import Accelerator
-
-    from uldviz.scale.loading import check_context, load_teacher, load_tokenizer_of
+    from uldviz.scale.loading import check_context, load_teacher, load_tokenizer_of, make_accelerator
 
     if not cfg.teacher_cache:
         raise ValueError("--teacher-cache DIR is required: the folder the cache is written to")
@@ -194,11 +172,11 @@ def cache_teacher(cfg: ScaleConfig) -> dict:
         raise ValueError("--top-k K is required: how many teacher probabilities to keep per position (e.g. 64)")
     if not cfg.teacher:
         raise ValueError("--teacher is required to write a teacher cache")
-    acc = Accelerator(cpu=cfg.cpu, mixed_precision="bf16" if cfg.bf16 else "no")
+    acc = make_accelerator(cfg)
     start = time.perf_counter()
     examples, _ = load_examples(cfg)
     s_tok = load_tokenizer_of(cfg.student)
-    teacher, t_tok = load_teacher(cfg, acc.device)
+    teacher, t_tok = load_teacher(cfg, acc.device, bf16=acc.mixed_precision == "bf16")
     check_context(teacher, cfg.teacher, cfg.max_tokens)
     out = Path(cfg.teacher_cache)
     if acc.is_main_process:  # a cache left in the folder must not mix with this one

@@ -8,34 +8,31 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 import typing
 from dataclasses import dataclass, field
 
-from uldviz.env import check_int_fields
 from uldviz.maths.losses import PAPER_LAMBDA
+from uldviz.train.config import TrainConfig, check_int_fields
 
-__all__ = ["ScaleConfig", "add_dataclass_args", "dataclass_from_args", "parse_and_run"]
+__all__ = ["ScaleConfig", "add_dataclass_args", "dataclass_from_args", "join_negative_numbers", "parse_and_run"]
 
 
 @dataclass
-class ScaleConfig:
-    """One distillation run: models, loss, data, optimisation, evaluation and checkpoints."""
+class ScaleConfig(TrainConfig):
+    """One distillation run: models, data, checkpoints; the loss and optimisation are :class:`TrainConfig`'s.
+
+    Defaults that differ from the notebooks': the paper's λ = 1.5 and ULD, a pretrained student's learning rate,
+    longer warm-up and evaluation blocks, weight decay on weight matrices only.
+    """
 
     # models (hub names or local save_pretrained folders)
     teacher: str = ""  # teacher causal LM; may stay empty with --teacher-cache or --loss ce
     student: str = ""  # student causal LM (its own tokenizer comes with it)
     student_init: str = "pretrained"  # "pretrained": its weights; "fresh": its architecture, random init (seed)
-    # objective: total = ce_weight * CE + lam * D, D from the loss registry (uldviz.scale.objectives)
+    # objective: total = ce_weight * CE + lam * D, D from the objective layer (uldviz.train.objectives)
     loss: str = "uld"  # "uld", "kl" (same tokenizer only), "ce" (no teacher), "hybrid", "chunk" (span groups)
-    align: str = "offset"  # ULD pairing: "offset" (character offsets) or "positional" (the paper's)
     lam: float = PAPER_LAMBDA  # weight of the distillation term (the paper's value by default)
-    ce_weight: float = 1.0  # weight of the student's own cross-entropy
-    top_k: int = 0  # ULD on the k largest probabilities + tail mass (0: full ULD)
-    student_temperature: float = 1.0
-    teacher_temperature: float = 1.0
-    chunk_tau: float = 100.0  # chunk likelihood: temperature τ of ALM's binarised divergence (tokenkit's default)
     teacher_cache: str = ""  # folder written by `cache-teacher`: train from it, no teacher in memory
     cache_dtype: str = "float16"  # cache-teacher: probabilities stored as float16, bfloat16 or float32
     cache_shard_examples: int = 1024  # cache-teacher: examples per safetensors shard
@@ -55,13 +52,9 @@ class ScaleConfig:
     batch_size: int = 8  # sequences per process per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 5e-5
-    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio after a linear warm-up
     warmup_steps: int = 50
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    bf16: bool = False  # bfloat16 mixed precision (teacher held in bf16 too)
+    bf16: bool | None = None  # bf16 mixed precision: --bf16 / --no-bf16 override `accelerate launch`/config
     cpu: bool = False  # force CPU even when a GPU is present
-    seed: int = 0
     # evaluation, logging, checkpoints
     eval_every: int = 100  # held-out bits per byte every this many steps (and at the start and the end)
     eval_chars: int = 200_000  # held-out characters used (0: all)
@@ -71,32 +64,26 @@ class ScaleConfig:
     save_every: int = 500  # checkpoint every this many steps (and at the end); 0: only at the end
     keep_checkpoints: int = 2  # older checkpoints are deleted
     out_dir: str = "runs/scale"
-    resume: str = ""  # a checkpoint folder, or "latest" (the newest under out_dir/checkpoints)
+    resume: str = ""  # a checkpoint folder, or "latest" (the newest complete one under out_dir/checkpoints)
+    resume_allow: list = field(default_factory=list)  # settings allowed to differ on resume ("rng": no RNG state)
+    workers: int = 2  # DataLoader processes that tokenize and pair the next steps (0: in the training process)
+    prefetch: int = 4  # steps each worker prepares ahead
     progress: bool = True  # tqdm bar on the main process
 
     def __post_init__(self):
         if isinstance(self.data, str):
             self.data = [self.data] if self.data else []
-        choices = {"student_init": ("pretrained", "fresh"), "align": ("offset", "positional"),
-                   "cache_dtype": ("float16", "bfloat16", "float32")}
+        super().__post_init__()
+        choices = {"student_init": ("pretrained", "fresh"), "cache_dtype": ("float16", "bfloat16", "float32")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        check_int_fields(self, ("steps", "batch_size", "grad_accum", "max_tokens", "window_chars", "eval_every",
-                                "eval_block", "eval_batch", "log_every", "keep_checkpoints", "cache_shard_examples"))
-        check_int_fields(self, ("top_k", "save_every", "warmup_steps", "eval_chars", "max_chars"), minimum=0)
-        for name in ("lam", "ce_weight", "weight_decay", "grad_clip"):
-            v = float(getattr(self, name))
-            if not (v >= 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        for name in ("lr", "student_temperature", "teacher_temperature", "chunk_tau"):
-            v = float(getattr(self, name))
-            if not (v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        check_int_fields(self, ("grad_accum", "max_tokens", "window_chars", "eval_batch", "log_every",
+                                "keep_checkpoints", "cache_shard_examples"))
+        check_int_fields(self, ("save_every", "eval_chars", "max_chars", "workers"), minimum=0)
+        check_int_fields(self, ("prefetch",))
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) is longer than the run ({self.steps} steps)")
         if not self.student:
@@ -107,24 +94,44 @@ class ScaleConfig:
 
 # --------------------------------------------------------------------------- dataclass <-> argparse
 def _comments(cls) -> dict:
-    """The ``# comment`` after each field in the class source: the help text of its flag."""
+    """The ``# comment`` after each field in the class sources (the class and its dataclass bases): flag help."""
     import inspect
 
     out = {}
-    for line in inspect.getsource(cls).splitlines():
-        name, _, rest = line.strip().partition(":")
-        if "#" in rest and name.isidentifier():
-            out[name] = rest.split("#", 1)[1].strip()
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        for line in inspect.getsource(klass).splitlines():
+            name, _, rest = line.strip().partition(":")
+            if "#" in rest and name.isidentifier():
+                out[name] = rest.split("#", 1)[1].strip()
     return out
 
 
+def _plain(kind):
+    """``X | None`` -> (X, True); X -> (X, False)."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if type(None) in typing.get_args(kind) and len(args) == 1:
+        return args[0], True
+    return kind, False
+
+
+def _number(text: str):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> argparse.ArgumentParser:
-    """One ``--flag-name`` per dataclass field (bools as ``--flag/--no-flag``, lists as repeatable values)."""
+    """One ``--flag-name`` per dataclass field (bools as ``--flag/--no-flag``, lists as repeatable values).
+
+    A bool field whose default is None (e.g. ``bf16``) stays None unless its flag is given.
+    """
     helps = _comments(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        kind = hints[f.name]
+        kind, _ = _plain(hints[f.name])
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         text = f"{helps.get(f.name, '')} (default: {default!r})"
         if kind is bool:
@@ -134,6 +141,17 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> argparse.Argumen
         else:
             parser.add_argument(flag, dest=f.name, type=kind, default=default, help=text)
     return parser
+
+
+def join_negative_numbers(argv) -> list[str]:
+    """``--lr -1e-3`` -> ``--lr=-1e-3``: argparse reads a negative number in exponent form as an option."""
+    out = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and arg.startswith("-") and _number(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def dataclass_from_args(cls, args: argparse.Namespace):
@@ -148,7 +166,7 @@ def parse_and_run(cls, run, argv, prog: str, description: str) -> int:
     (exit code 2) instead of a traceback.
     """
     parser = add_dataclass_args(argparse.ArgumentParser(prog=prog, description=description), cls)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_numbers(sys.argv[1:] if argv is None else argv))
     try:
         return int(run(dataclass_from_args(cls, args)) or 0)
     except (ValueError, ImportError, OSError) as err:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from uldviz.alignment.spans import encode_texts
 from uldviz.io.corpus import DOC_SEPARATOR, load_corpus, load_hf_dataset, load_text_file, train_val_split
+from uldviz.train.batch import TextBatch, encode_batch
 
 __all__ = [
     "Example",
@@ -27,9 +27,7 @@ __all__ = [
     "fingerprint",
     "global_batch",
     "process_share",
-    "EncodedBatch",
     "encode_examples",
-    "answer_mask",
 ]
 
 
@@ -172,47 +170,7 @@ def process_share(indices: list[int], rank: int, world: int, accum: int) -> list
 
 
 # --------------------------------------------------------------------------- tokenization
-@dataclass
-class EncodedBatch:
-    """Examples tokenized by the student's and (when there is one) the teacher's tokenizer; ``[eos, tokens...]``.
-
-    ``*_answer`` (B, L) marks the positions whose *next* token covers answer text: where the losses count.
-    """
-
-    index: list
-    texts: list
-    student_ids: torch.Tensor
-    student_valid: torch.Tensor
-    student_offsets: torch.Tensor
-    student_answer: torch.Tensor
-    teacher_ids: torch.Tensor | None = None
-    teacher_valid: torch.Tensor | None = None
-    teacher_offsets: torch.Tensor | None = None
-    teacher_answer: torch.Tensor | None = None
-
-    def to(self, device) -> "EncodedBatch":
-        """The batch with its tensors on ``device``."""
-        return EncodedBatch(**{f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
-                               for f in fields(self)})
-
-
-def answer_mask(valid: torch.Tensor, offsets: torch.Tensor, prompt_chars: list[int]) -> torch.Tensor:
-    """(B, L) bool: position i counts when token i+1 is real and ends inside the answer (after ``prompt_chars``)."""
-    m = torch.zeros_like(valid)
-    starts = torch.tensor(prompt_chars, dtype=offsets.dtype)[:, None]
-    m[:, :-1] = valid[:, :-1] & valid[:, 1:] & (offsets[:, 1:, 1] > starts)
-    return m
-
-
-def encode_examples(examples: list[Example], index: list[int], student_tok, teacher_tok, max_tokens: int
-                    ) -> EncodedBatch:
-    """Tokenize the examples with both tokenizers (offsets kept for pairing); ``teacher_tok=None`` skips the teacher."""
-    texts = [e.text for e in examples]
-    prompt_chars = [len(e.prompt) for e in examples]
-    s_ids, s_valid, s_off = encode_texts(student_tok, texts, max_tokens)
-    batch = EncodedBatch(list(index), texts, s_ids, s_valid, s_off, answer_mask(s_valid, s_off, prompt_chars))
-    if teacher_tok is not None:
-        t_ids, t_valid, t_off = encode_texts(teacher_tok, texts, max_tokens)
-        batch.teacher_ids, batch.teacher_valid, batch.teacher_offsets = t_ids, t_valid, t_off
-        batch.teacher_answer = answer_mask(t_valid, t_off, prompt_chars)
-    return batch
+def encode_examples(examples: list[Example], index: list[int], student_tok, teacher_tok, max_tokens: int) -> TextBatch:
+    """Tokenize the examples with both tokenizers (the kit's one batch type); ``teacher_tok=None`` skips the teacher."""
+    return encode_batch([e.text for e in examples], student_tok, teacher_tok, student_len=max_tokens,
+                        teacher_len=max_tokens, prompt_chars=[len(e.prompt) for e in examples], index=index)

@@ -7,8 +7,16 @@ import torch
 from uldviz.io.models import load_pretrained
 from uldviz.io.tokenizers import load_tokenizer
 
-__all__ = ["require_teacher", "load_teacher", "load_student", "load_tokenizer_of", "output_vocab", "same_tokenizer",
-           "check_context"]
+__all__ = [
+    "make_accelerator",
+    "require_teacher",
+    "load_teacher",
+    "load_student",
+    "load_tokenizer_of",
+    "output_vocab",
+    "same_tokenizer",
+    "check_context",
+]
 
 
 def _require_eos(tok, name: str) -> None:
@@ -30,10 +38,19 @@ def require_teacher(cfg) -> None:
         raise ValueError(f"loss {cfg.loss!r} needs a teacher: give --teacher NAME_OR_DIR (or --teacher-cache DIR)")
 
 
-def load_teacher(cfg, device) -> tuple[torch.nn.Module, object]:
-    """(teacher in eval mode, no gradients, bf16 when ``cfg.bf16``, on ``device``; its tokenizer)."""
+def make_accelerator(cfg):
+    """An ``accelerate`` Accelerator whose precision is the launcher's (``accelerate launch``, ``accelerate config``)
+    unless ``--bf16`` / ``--no-bf16`` was given: a flag overrides, its absence does not."""
+    from accelerate import Accelerator
+
+    kwargs = {} if cfg.bf16 is None else {"mixed_precision": "bf16" if cfg.bf16 else "no"}
+    return Accelerator(cpu=cfg.cpu, **kwargs)
+
+
+def load_teacher(cfg, device, *, bf16: bool = False) -> tuple[torch.nn.Module, object]:
+    """(teacher in eval mode, no gradients, held in bf16 when ``bf16``, on ``device``; its tokenizer)."""
     require_teacher(cfg)
-    model, tok = load_pretrained(cfg.teacher, device=device, dtype=torch.bfloat16 if cfg.bf16 else None)
+    model, tok = load_pretrained(cfg.teacher, device=device, dtype=torch.bfloat16 if bf16 else None)
     _require_eos(tok, cfg.teacher)
     model.requires_grad_(False)
     return model.eval(), tok

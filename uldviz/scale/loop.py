@@ -1,12 +1,13 @@
 r"""``python -m uldviz train``: distil a causal-LM teacher into a causal-LM student on 1..N processes.
 
-The loop of :func:`train`, in order: load the examples and the models; pick the loss from the registry
-(:mod:`uldviz.scale.objectives`); wrap the student with ``accelerate`` (DDP, or FSDP when ``accelerate config`` says
-so); then per optimizer step take this process's share of the global batch, pair positions, divide every sum by the
-*global* counts (so N processes compute the loss of one big batch), backward with gradient synchronisation on the
-last micro-batch only, clip, step. Held-out bits per byte every ``eval_every`` steps; ``accelerate`` checkpoints
-(model, optimizer, schedule, RNG) plus the step number, which fixes the data position. Launch with
-``python -m uldviz train ...`` or ``accelerate launch --num_processes 8 -m uldviz train ...``.
+The loop of :func:`train`, in order: load the examples and the models; bind the loss to them (the objective layer
+every loop shares, :class:`uldviz.train.objectives.Objective`); wrap the student with ``accelerate`` (DDP, or FSDP
+when ``accelerate config`` says so); then per optimizer step take this process's share of the global batch from a
+``DataLoader`` whose workers tokenize and pair it (:mod:`uldviz.scale.feed`), divide every sum by the *global*
+counts (so N processes compute the loss of one big batch), backward with gradient synchronisation on the last
+micro-batch only, clip, step. Held-out bits per byte every ``eval_every`` steps; checkpoints (model, optimizer, RNG
+of every process, the step, which fixes the data position) written to a temporary folder and renamed when
+complete. Launch with ``python -m uldviz train ...`` or ``accelerate launch --num_processes 8 -m uldviz train ...``.
 
 .. math:: \mathcal L = w_{CE}\,\frac{\sum \mathrm{CE}}{N_{CE}} + \lambda\,\frac{\sum D}{N_D}
 """
@@ -14,7 +15,6 @@ last micro-batch only, clip, step. Held-out bits per byte every ``eval_every`` s
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -22,27 +22,29 @@ from pathlib import Path
 
 import torch
 
+from uldviz.scale.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from uldviz.scale.config import ScaleConfig, parse_and_run
-from uldviz.scale.data import encode_examples, fingerprint, global_batch, load_examples, process_share
+from uldviz.scale.data import fingerprint, load_examples
 from uldviz.scale.evaluate import distributed_bits_per_byte, held_out_blocks
+from uldviz.scale.feed import micro_batches
 from uldviz.scale.loading import (
     check_context,
     load_student,
     load_teacher,
+    make_accelerator,
     output_vocab,
     require_teacher,
     same_tokenizer,
 )
-from uldviz.scale.objectives import LossContext, batch_sums, get_objective
+from uldviz.train.objectives import Objective
+from uldviz.train.schedule import make_optimizer, set_lr
 
-__all__ = ["TrainState", "TrainResult", "train", "save_checkpoint", "find_checkpoint", "main"]
-
-STATE_FILE = "trainer_state.json"
+__all__ = ["TrainState", "TrainResult", "train", "main"]
 
 
 @dataclass
 class TrainState:
-    """What accelerate's checkpoint does not hold: the step (hence the data position) and the curves so far."""
+    """What the model and optimizer states do not hold: the step (hence the data position) and the curves so far."""
 
     step: int = 0
     history: list = field(default_factory=list)  # per step: step, loss, ce, distill, lr, tokens
@@ -63,91 +65,59 @@ class TrainResult:
     peak_memory_bytes: int | None
     processes: int
     global_batch: int
+    mixed_precision: str = "no"
+    resumed_from: str = ""
+    resume_overrides: dict = field(default_factory=dict)
+    teacher: str = ""
+    data_wait_seconds: float = 0.0
 
 
-# --------------------------------------------------------------------------- checkpoints
-def save_checkpoint(acc, cfg: ScaleConfig, state: TrainState, extra: dict) -> Path:
-    """``accelerate`` state (model, optimizer, scheduler, RNG of every process) + ``trainer_state.json``."""
-    path = Path(cfg.out_dir) / "checkpoints" / f"step_{state.step:07d}"
-    acc.save_state(str(path))
-    if acc.is_main_process:
-        (path / STATE_FILE).write_text(json.dumps({**asdict(state), **extra, "config": asdict(cfg)}, indent=1))
-        old = sorted((Path(cfg.out_dir) / "checkpoints").glob("step_*"))[:-cfg.keep_checkpoints]
-        for p in old:
-            shutil.rmtree(p, ignore_errors=True)
-    acc.wait_for_everyone()
-    return path
-
-
-def find_checkpoint(cfg: ScaleConfig) -> Path:
-    """The folder ``cfg.resume`` names; ``'latest'``: the newest under ``out_dir/checkpoints``."""
-    if cfg.resume == "latest":
-        found = sorted((Path(cfg.out_dir) / "checkpoints").glob("step_*"))
-        if not found:
-            raise FileNotFoundError(f"--resume latest: no checkpoint under {Path(cfg.out_dir) / 'checkpoints'}")
-        return found[-1]
-    path = Path(cfg.resume)
-    if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"--resume {cfg.resume}: not a checkpoint folder (no {STATE_FILE})")
-    return path
-
-
-def _resume(acc, cfg: ScaleConfig, extra: dict) -> TrainState:
-    """Load a checkpoint; refuse one made with another global batch, process count or data (no exact resume)."""
-    path = find_checkpoint(cfg)
-    saved = json.loads((path / STATE_FILE).read_text())
-    for key, value in extra.items():
-        if saved.get(key) != value:
-            raise ValueError(f"cannot resume exactly from {path}: it was made with {key} = {saved.get(key)!r}, "
-                             f"this run has {value!r}")
-    acc.load_state(str(path))
-    return TrainState(saved["step"], saved["history"], saved["evals"])
-
-
-# --------------------------------------------------------------------------- the loop
 def train(cfg: ScaleConfig) -> TrainResult:
     """Run the distillation ``cfg`` describes (under ``accelerate launch``: on every process) and return its result."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    acc = Accelerator(cpu=cfg.cpu, mixed_precision="bf16" if cfg.bf16 else "no")
+    acc = make_accelerator(cfg)
     world, rank = acc.num_processes, acc.process_index
     global_size = cfg.batch_size * cfg.grad_accum * world
-    objective = get_objective(cfg.loss, cached=bool(cfg.teacher_cache))  # unknown loss: fail now
-    if objective.teacher == "logits":
+    cached = bool(cfg.teacher_cache)
+    probe = Objective(cfg, cache=object() if cached else None)  # an unknown loss or a bad option fails now
+    if probe.needs_teacher:
         require_teacher(cfg)  # before the data and the student are loaded
     set_seed(cfg.seed)
 
     # data and models (identical on every process)
     examples, val_text = load_examples(cfg)
     student, s_tok = load_student(cfg)
-    teacher, t_tok = load_teacher(cfg, acc.device) if objective.teacher == "logits" else (None, None)
+    bf16 = acc.mixed_precision == "bf16"
+    teacher, t_tok = load_teacher(cfg, acc.device, bf16=bf16) if probe.needs_teacher else (None, None)
     check_context(student, cfg.student, cfg.max_tokens)
     check_context(student, cfg.student, cfg.eval_block, "--eval-block")
     if teacher is not None:
         check_context(teacher, cfg.teacher, cfg.max_tokens)
-    ctx = LossContext(cfg, s_tok, t_tok, output_vocab(student, s_tok),
-                      output_vocab(teacher, t_tok) if teacher is not None else 0)
-    if objective.same_tokenizer and not same_tokenizer(s_tok, t_tok):
-        raise ValueError(f"--loss {cfg.loss} compares token i with token i: the student ({cfg.student}) and the "
-                         f"teacher ({cfg.teacher}) must share one tokenizer; with different tokenizers use --loss uld")
-    if objective.teacher == "cache":
+    cache = None
+    if cached:
         from uldviz.scale.cache import TeacherCache
 
-        ctx.store["cache"] = TeacherCache(cfg.teacher_cache)
-        ctx.store["cache"].check_matches(cfg, s_tok, examples)
+        cache = TeacherCache(cfg.teacher_cache)
+        cache.check_matches(cfg, s_tok, examples)
+    objective = Objective(cfg, s_tok, t_tok, student_vocab=output_vocab(student, s_tok),
+                          teacher_vocab=output_vocab(teacher, t_tok) if teacher is not None else None, cache=cache)
+    if objective.term.same_tokenizer and not same_tokenizer(s_tok, t_tok):
+        raise ValueError(f"--loss {cfg.loss} compares token i with token i: the student ({cfg.student}) and the "
+                         f"teacher ({cfg.teacher}) must share one tokenizer; with different tokenizers use --loss uld")
     eval_blocks = held_out_blocks(s_tok, val_text, cfg.eval_block, cfg.eval_batch, world)
 
-    # optimiser, schedule (linear warm-up, cosine to lr * min_lr_ratio), distribution, resume
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    sched = get_cosine_with_min_lr_schedule_with_warmup(opt, cfg.warmup_steps, cfg.steps,
-                                                        min_lr_rate=cfg.min_lr_ratio)
+    # optimiser (AdamW, the kit's decay rule), distribution, resume; the lr is a function of the step
+    opt = make_optimizer(student, cfg)
     student, opt = acc.prepare(student, opt)
-    acc.register_for_checkpointing(sched)  # not prepared: accelerate would step it once per process
-    same_run = {"global_batch": global_size, "processes": world, "fingerprint": fingerprint(examples)}
-    state = _resume(acc, cfg, same_run) if cfg.resume else TrainState()
+    same_run = {"global_batch": global_size, "processes": world, "fingerprint": fingerprint(examples),
+                "mixed_precision": acc.mixed_precision}
+    state, resumed_from, overrides = TrainState(), "", {}
+    if cfg.resume:
+        path = find_checkpoint(cfg)
+        saved, overrides = load_checkpoint(acc, path, cfg, same_run)
+        state, resumed_from = TrainState(saved["step"], saved["history"], saved["evals"]), str(path)
 
     def evaluate():
         bpb = distributed_bits_per_byte(acc, student, s_tok, val_text, eval_blocks, cfg.eval_batch)
@@ -156,37 +126,35 @@ def train(cfg: ScaleConfig) -> TrainResult:
 
     bar = tqdm(total=cfg.steps, initial=state.step, desc=f"distil ({cfg.loss})",
                disable=not (cfg.progress and acc.is_main_process))
-    train_seconds, tokens = 0.0, 0
+    train_seconds, wait_seconds, tokens = 0.0, 0.0, 0
+    feed = micro_batches(cfg, examples, objective, s_tok, t_tok if objective.distills and not cached else None,
+                         first_step=state.step, rank=rank, world=world)
     while state.step < cfg.steps:
         if state.step % cfg.eval_every == 0:
             bar.set_postfix(val_bpb=f"{evaluate():.4f}")
         t0 = time.perf_counter()
-        # 1. this process's micro-batches of the global batch, tokenized and paired on the CPU
-        micro = []
-        for idx in process_share(global_batch(state.step, len(examples), global_size, cfg.seed), rank, world,
-                                 cfg.grad_accum):
-            batch = encode_examples([examples[i] for i in idx], idx, s_tok, t_tok, cfg.max_tokens)
-            pairs, n_pairs = objective.pair(batch, ctx) if objective.pair else (None, 0)
-            micro.append((batch, pairs, n_pairs))
-        # 2. global counts, so that every process divides by the same totals
-        counts = torch.tensor([[int(b.student_answer.sum()), n, int(b.student_valid.sum())] for b, _, n in micro])
+        micro = next(feed)  # (batch, pairs) x grad_accum, tokenized and paired by the DataLoader's workers
+        wait_seconds += time.perf_counter() - t0
+        # global counts, so that every process divides by the same totals
+        counts = torch.tensor([objective.counts(b, p) + (int(b.student_valid.sum()),) for b, p in micro])
         n_ce, n_d, n_tok = acc.reduce(counts.sum(0).to(acc.device), reduction="sum").tolist()
-        # 3. forward and backward; gradients are synchronised on the last micro-batch only
+        lr = set_lr(opt, state.step, cfg)
+        # forward and backward; gradients are synchronised on the last micro-batch only
         sums = torch.zeros(2, device=acc.device)
-        for i, (batch, pairs, _) in enumerate(micro):
+        for i, (batch, pairs) in enumerate(micro):
+            batch = batch.to(acc.device, non_blocking=True)
+            pairs = pairs.to(acc.device) if pairs is not None else None
             with nullcontext() if i == len(micro) - 1 else acc.no_sync(student), acc.autocast():
-                ce, dist = batch_sums(objective, student, teacher, batch.to(acc.device), pairs, ctx)
+                step_sums = objective.sums(student, teacher, batch, pairs)
                 # DDP averages gradients over processes: times `world` makes it the gradient of the global sum
-                loss = (cfg.ce_weight * ce / max(n_ce, 1) + cfg.lam * dist / max(n_d, 1)) * world
+                loss = objective.loss(step_sums, n_ce, n_d) * world
                 acc.backward(loss)
-            sums += torch.stack([ce.detach().float(), dist.detach().float()])
+            sums += torch.stack([step_sums.ce.detach().float(), step_sums.distill.detach().float()])
         if cfg.grad_clip:
             acc.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-        lr = sched.get_last_lr()[0]
         opt.step()
-        sched.step()
         opt.zero_grad(set_to_none=True)
-        # 4. the step's global loss, the same number on every process
+        # the step's global loss, the same number on every process
         ce_sum, d_sum = acc.reduce(sums, reduction="sum").tolist()
         ce_mean, d_mean = ce_sum / max(n_ce, 1), d_sum / max(n_d, 1)
         state.step += 1
@@ -198,8 +166,9 @@ def train(cfg: ScaleConfig) -> TrainResult:
         if state.step % cfg.log_every == 0:
             bar.set_postfix(loss=f"{state.history[-1]['loss']:.4f}", ce=f"{ce_mean:.4f}", distill=f"{d_mean:.4f}")
         if (cfg.save_every and state.step % cfg.save_every == 0) or state.step == cfg.steps:
-            save_checkpoint(acc, cfg, state, same_run)
+            save_checkpoint(acc, cfg, asdict(state), same_run)
     bar.close()
+    feed.close()
 
     final_bpb = evaluate()
     out = Path(cfg.out_dir)
@@ -208,7 +177,9 @@ def train(cfg: ScaleConfig) -> TrainResult:
                                               is_main_process=acc.is_main_process, save_function=acc.save)
     peak = torch.cuda.max_memory_allocated(acc.device) if acc.device.type == "cuda" else None
     result = TrainResult(state.step, state.history, state.evals, final_bpb, str(out), round(train_seconds, 3),
-                         tokens / train_seconds if train_seconds else 0.0, peak, world, global_size)
+                         tokens / train_seconds if train_seconds else 0.0, peak, world, global_size,
+                         acc.mixed_precision, resumed_from, overrides,
+                         cache.meta.get("teacher", "") if cache is not None else cfg.teacher, round(wait_seconds, 3))
     if acc.is_main_process:
         s_tok.save_pretrained(final)
         (out / "result.json").write_text(json.dumps({**asdict(result), "config": asdict(cfg)}, indent=1) + "\n")
@@ -221,9 +192,9 @@ def _run(cfg: ScaleConfig) -> int:
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        print(f"{res.steps} steps on {res.processes} process(es), global batch {res.global_batch}: held-out bits per "
-              f"byte {res.evals[0]['val_bpb']:.4f} -> {res.final_bpb:.4f}; {res.tokens_per_second:,.0f} student "
-              f"tokens/s; model and result.json in {res.out_dir}")
+        print(f"{res.steps} steps on {res.processes} process(es), global batch {res.global_batch}, precision "
+              f"{res.mixed_precision}: held-out bits per byte {res.evals[0]['val_bpb']:.4f} -> {res.final_bpb:.4f}; "
+              f"{res.tokens_per_second:,.0f} student tokens/s; model and result.json in {res.out_dir}")
     return 0
 
 

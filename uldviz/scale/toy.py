@@ -33,7 +33,9 @@ def save_toy_pair(out_dir, size: str = "tiny", seed: int = 0, student_dropout: f
         raise ValueError(f"size must be one of {list(SIZES)}, got {size!r}")
     out = Path(out_dir)
     paths = []
-    for role, tok, kwargs, s in zip(("teacher", "student"), offline_tokenizers(), SIZES[size], (seed, seed + 1)):
+    pair = offline_tokenizers()
+    for role, tok, kwargs, s in zip(("teacher", "student"), (pair.teacher, pair.student), SIZES[size],
+                                    (seed, seed + 1)):
         dropout = student_dropout if role == "student" else 0.0
         model = tiny_causal_lm(vocab_size=len(tok), seed=s, dropout=dropout, eos_token_id=tok.eos_token_id,
                                pad_token_id=tok.pad_token_id, **kwargs)

@@ -22,6 +22,7 @@ __all__ = [
     "blocks_nll",
     "model_bits_per_byte",
     "context_length",
+    "next_token_probs",
 ]
 
 
@@ -159,3 +160,26 @@ def model_bits_per_byte(model, tokenizer, text: str, block_size: int | None = No
     """Held-out bits per byte of a causal LM on ``text`` (see :func:`model_nll` for how the text is cut)."""
     total, _ = model_nll(model, tokenizer, text, block_size=block_size, batch_size=batch_size, device=device)
     return bits_per_byte(total, text)
+
+
+@torch.no_grad()
+def next_token_probs(model, tokenizer, text: str, *, block: int = 128, max_positions: int = 2048) -> torch.Tensor:
+    """A causal LM's next-token distributions on ``text``: (positions, V), at most ``max_positions`` rows.
+
+    The text is cut into consecutive blocks of ``block`` tokens, each read on its own, so every row
+    is a prediction the model makes with at most ``block`` tokens of context.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text is empty: there is nothing to predict")
+    if block < 2 or max_positions < 1:
+        raise ValueError(f"block must be >= 2 and max_positions >= 1, got {block} and {max_positions}")
+    ids = torch.as_tensor(tokenizer(text, add_special_tokens=False)["input_ids"])[: max_positions + 1]
+    rows = []
+    for start in range(0, max(len(ids) - 1, 0), block):
+        chunk = ids[start:start + block]
+        if len(chunk) >= 2 or not rows:
+            logits = model(chunk[None].to(model.device)).logits[0].float().cpu()
+            rows.append(torch.softmax(logits, -1))
+    if not rows:
+        raise ValueError("text is a single token: there is no next token to predict")
+    return torch.cat(rows)[:max_positions]

@@ -1,169 +1,369 @@
-r"""The distillation terms D of :math:`\mathcal L = \mathrm{CE}_\varepsilon + \lambda D`, one short function each.
+r"""The one objective layer of every training loop: a registry of distillation terms and a step's sums.
 
-Each term takes the student's and the teacher's logits over a :class:`~uldviz.distill.core.Batch` and
-returns a scalar; :func:`make_objective` binds one to a config. The maths lives in the kit's maths
-modules (:mod:`uldviz.maths.losses`, :mod:`uldviz.alignment.positions`, :mod:`uldviz.alignment.spans`,
-:mod:`uldviz.maths.identity`);
-this file only decides which positions are compared.
+A training step minimises :math:`\mathcal L = w_{CE}\,\mathrm{CE}_\varepsilon + \lambda D` (:class:`LossConfig`).
+Each registered :class:`Term` says how it pairs a batch and what it compares, in three small functions:
 
-The **shuffled-teacher control** (``cfg.shuffle_teacher``) permutes the teacher's targets among the
-batch's paired positions (or span groups) before the loss: the multiset of teacher distributions —
-their confidence profile — is kept, their link to the context is cut. A method whose gain survives
-the shuffle is regularising, not transferring what the teacher knows about this text.
+- ``pair(batch, objective)``: which rows take part — position pairs (ULD, KL), span groups (hybrid, chunk
+  likelihood) or cached teacher targets — computed on the CPU before any forward pass, so a distributed loop can
+  divide by the global count, then moved once to the device with the batch;
+- ``student_rows`` / ``teacher_rows``: the rows each model gives for those pairs (logits at paired positions,
+  merged group distributions, chunk log-likelihoods; the teacher's without gradient);
+- ``divergence(student_rows, teacher_rows, objective)``: one value per row, from the maths layer
+  (:mod:`uldviz.maths.losses`, :mod:`uldviz.maths.identity`).
+
+The **shuffled-teacher control** (``shuffle_teacher``) is a wrapper every term takes: the teacher's rows are
+permuted among the batch's rows before the divergence, which keeps the multiset of teacher targets (their
+confidence profile) and cuts their link to the context. :meth:`Objective.sums` returns (sum, count) pairs, so
+the notebooks' loop divides per batch and the distributed loop by the global counts; an empty pairing gives a
+zero that still carries a gradient.
 """
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Callable
+from dataclasses import dataclass, fields
+from typing import Callable, NamedTuple
 
 import torch
 
-from uldviz.alignment.positions import gather_pairs, offset_pairing, positional_pairing
-from uldviz.distill.core import label_mask
-from uldviz.maths.losses import kl_divergence, uld_loss
+from uldviz.alignment.positions import offset_pairing, positional_pairing
+from uldviz.maths.losses import cross_entropy, kl_divergence, uld_loss, uld_topk_from_teacher_topk
 
 __all__ = [
-    "pair_positions",
-    "shuffle_pairs",
-    "shuffled_distances",
-    "uld_term",
-    "kl_term",
-    "hybrid_term",
-    "chunk_term",
-    "make_objective",
+    "Term",
+    "TERMS",
+    "LOSS_NAMES",
+    "register",
+    "PositionPairs",
+    "GroupPairs",
+    "CachedPairs",
+    "StepSums",
+    "Objective",
+    "shuffle_rows",
+    "check_loss_options",
 ]
 
 
-def pair_positions(batch, how: str):
-    """The :class:`~uldviz.alignment.positions.Alignment` of a batch: ``'positional'`` or ``'offset'`` pairing.
+# --------------------------------------------------------------------------- what a term compares
+@dataclass
+class PositionPairs:
+    """Paired positions, flattened over the batch: row n compares ``student`` of sample ``sample`` with ``teacher``."""
 
-    Only positions that predict a token inside the window take part, the same set for both ways.
-    """
+    sample: torch.Tensor
+    student: torch.Tensor
+    teacher: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        return int(self.sample.numel())
+
+    def to(self, device) -> "PositionPairs":
+        return PositionPairs(*(t.to(device) for t in (self.sample, self.student, self.teacher)))
+
+
+@dataclass
+class GroupPairs:
+    """Span groups (:mod:`uldviz.alignment.spans`): student tokens ``[student_start, student_end)`` of ``sample``
+    cover the same bytes as teacher tokens ``[teacher_start, teacher_end)``."""
+
+    sample: torch.Tensor
+    student_start: torch.Tensor
+    student_end: torch.Tensor
+    teacher_start: torch.Tensor
+    teacher_end: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        return int(self.sample.numel())
+
+    def to(self, device) -> "GroupPairs":
+        return GroupPairs(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+
+@dataclass
+class CachedPairs:
+    """Student positions with the teacher's cached top-k probabilities and tail mass (:mod:`uldviz.scale.cache`)."""
+
+    sample: torch.Tensor
+    student: torch.Tensor
+    probs: torch.Tensor
+    tail: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        return int(self.sample.numel())
+
+    def to(self, device) -> "CachedPairs":
+        return CachedPairs(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+
+def _answer_positions(batch, alignment) -> PositionPairs:
+    """The alignment's pairs whose student position predicts answer text, flattened in text order."""
+    keep = alignment.mask & torch.gather(batch.student_answer, 1, alignment.student_index)
+    sample = keep.nonzero(as_tuple=True)[0]
+    return PositionPairs(sample, alignment.student_index[keep], alignment.teacher_index[keep])
+
+
+def pair_positions(batch, how: str) -> PositionPairs:
+    """Student/teacher position pairs of a batch by ``'offset'`` or ``'positional'`` pairing, answer positions only."""
     if how == "positional":
-        return positional_pairing(label_mask(batch.student_valid), label_mask(batch.teacher_valid))
-    if how == "offset":
-        return offset_pairing(batch.student_offsets, batch.teacher_offsets, batch.student_valid, batch.teacher_valid)
-    raise ValueError(f"alignment must be 'positional' or 'offset', got {how!r}")
+        al = positional_pairing(batch.student_answer, batch.teacher_answer, empty="zero")
+    elif how == "offset":
+        al = offset_pairing(batch.student_offsets, batch.teacher_offsets, batch.student_valid, batch.teacher_valid,
+                            empty="zero")
+    else:
+        raise ValueError(f"align must be 'offset' or 'positional', got {how!r}")
+    return _answer_positions(batch, al)
 
 
-def shuffle_pairs(x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """``x`` with its rows at ``mask``-True places permuted among themselves (the control); others unchanged.
+def pair_groups(batch, student_tokenizer, teacher_tokenizer) -> GroupPairs:
+    """The batch's span groups (:func:`uldviz.alignment.text.align_batch`) whose first token is answer text."""
+    from uldviz.alignment.text import align_batch
 
-    ``x`` (*lead, ...) and ``mask`` (*lead) bool: the multiset of selected rows is kept exactly.
+    sp = align_batch(batch, student_tokenizer, teacher_tokenizer, empty="zero")
+    # student_answer[i] says token i+1 is answer text: position start - 1 predicts the group's first token
+    keep = batch.student_answer.cpu()[sp.sample, sp.student_start - 1]
+    return GroupPairs(*(t[keep] for t in (sp.sample, sp.student_start, sp.student_end, sp.teacher_start,
+                                          sp.teacher_end)))
+
+
+# --------------------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class Term:
+    """A distillation term D: how it pairs a batch, each side's rows, and the per-row divergence."""
+
+    name: str
+    help: str
+    teacher: str  # "logits": a teacher model runs; "cache": targets from a teacher cache; "none": no D
+    pair: Callable | None = None  # (batch, objective) -> pairs (on the batch's device)
+    student_rows: Callable | None = None  # (student logits, batch, pairs, objective) -> rows
+    teacher_rows: Callable | None = None  # (teacher logits or None, batch, pairs, objective) -> rows
+    divergence: Callable | None = None  # (student rows, teacher rows, objective) -> (N,) values
+    reads: tuple = ()  # the LossConfig fields the term reads besides lam, ce_weight, label_smoothing
+    same_tokenizer: bool = False  # compares token i with token i (one vocabulary)
+    shuffle: bool = True  # the shuffled-teacher control is defined for it
+
+
+#: name -> :class:`Term`. Add a loss with :func:`register`; both loops and the protocol pick it up.
+TERMS: dict[str, Term] = {}
+#: Every option a term may read (the others must keep their default for it, see :func:`check_loss_options`).
+_OPTIONAL = ("align", "shuffle_teacher", "student_temperature", "teacher_temperature", "top_k", "hybrid_weight",
+             "divergence", "chunk_tau")
+
+
+def register(term: Term) -> Term:
+    """Add (or replace) a term in :data:`TERMS`; returns it."""
+    TERMS[term.name] = term
+    return term
+
+
+def _at_positions(logits, batch, pairs, _obj):
+    return logits[pairs.sample, pairs.student]
+
+
+def _teacher_at_positions(logits, batch, pairs, _obj):
+    return logits[pairs.sample, pairs.teacher]
+
+
+def _uld(s_rows, t_rows, obj):
+    c = obj.cfg
+    return uld_loss(s_rows, t_rows, student_temperature=c.student_temperature,
+                    teacher_temperature=c.teacher_temperature, top_k=c.top_k or None, reduction="none")
+
+
+def _kl(s_rows, t_rows, obj):
+    return kl_divergence(s_rows, t_rows, temperature=obj.cfg.teacher_temperature, reduction="none")
+
+
+def _cached_targets(_logits, batch, pairs, _obj):
+    return pairs.probs, pairs.tail
+
+
+def _uld_from_cache(s_rows, t_rows, obj):
+    probs, tail = t_rows
+    return uld_topk_from_teacher_topk(s_rows, probs, tail, student_temperature=obj.cfg.student_temperature,
+                                      reduction="none")
+
+
+def _groups(batch, obj):
+    return pair_groups(batch, obj.student_tokenizer, obj.teacher_tokenizer)
+
+
+def _merged(side: str):
+    def rows(logits, batch, groups, _obj):
+        from uldviz.maths.identity import merged_group_logprobs
+
+        return merged_group_logprobs(logits, getattr(batch, f"{side}_ids"), groups.sample,
+                                     getattr(groups, f"{side}_start"), getattr(groups, f"{side}_end"))
+    return rows
+
+
+def _chunk_ll(side: str):
+    def rows(logits, batch, groups, _obj):
+        from uldviz.maths.identity import chunk_log_likelihoods
+
+        return chunk_log_likelihoods(logits, getattr(batch, f"{side}_ids"), groups.sample,
+                                     getattr(groups, f"{side}_start"), getattr(groups, f"{side}_end"))
+    return rows
+
+
+def _hybrid(s_rows, t_rows, obj):
+    from uldviz.maths.identity import hybrid_uld_terms
+
+    return hybrid_uld_terms(s_rows, t_rows, obj.shared_vocab, weight=obj.cfg.hybrid_weight,
+                            divergence=obj.cfg.divergence).total
+
+
+def _chunk(s_rows, t_rows, obj):
+    from uldviz.maths.identity import chunk_likelihood_loss
+
+    return chunk_likelihood_loss(s_rows, t_rows, tau=obj.cfg.chunk_tau, reduction="none")
+
+
+register(Term("ce", "cross-entropy only: no teacher (the control)", "none", shuffle=False))
+register(Term("uld", "ULD (sorted L1 of the two softmaxes) on paired positions", "logits",
+              lambda batch, obj: pair_positions(batch, obj.cfg.align), _at_positions, _teacher_at_positions, _uld,
+              reads=("align", "shuffle_teacher", "student_temperature", "teacher_temperature", "top_k")))
+register(Term("kl", "KL(teacher || student) position by position, one shared tokenizer only", "logits",
+              lambda batch, obj: pair_positions(batch, "positional"), _at_positions, _teacher_at_positions, _kl,
+              reads=("teacher_temperature",), same_tokenizer=True, shuffle=False))
+register(Term("hybrid", "a divergence on shared token strings + sorted L1 on the rest, per span group (GOLD)",
+              "logits", _groups, _merged("student"), _merged("teacher"), _hybrid,
+              reads=("shuffle_teacher", "hybrid_weight", "divergence")))
+register(Term("chunk", "likelihood of aligned text chunks, ALM's binarised divergence", "logits", _groups,
+              _chunk_ll("student"), _chunk_ll("teacher"), _chunk, reads=("shuffle_teacher", "chunk_tau")))
+
+#: The loss names every loop accepts (``uld-cache`` is ``uld`` trained from a teacher cache).
+LOSS_NAMES = tuple(TERMS)
+_CACHED = Term("uld-cache", "top-k ULD from a teacher cache (no teacher in memory)", "cache",
+               lambda batch, obj: obj.cache.lookup(batch), _at_positions, _cached_targets, _uld_from_cache,
+               reads=("align", "shuffle_teacher", "student_temperature", "teacher_temperature", "top_k"))
+
+
+def check_loss_options(cfg) -> None:
+    """Refuse an unknown loss, and an option set away from its default for a loss that would ignore it."""
+    from uldviz.train.config import LossConfig
+
+    if cfg.loss not in TERMS:
+        raise ValueError(f"loss must be one of {', '.join(TERMS)}, got {cfg.loss!r}")
+    term = TERMS[cfg.loss]
+    defaults = {f.name: f.default for f in fields(LossConfig)}
+    for name in _OPTIONAL:
+        if name not in term.reads and getattr(cfg, name) != defaults[name]:
+            what = "the shuffled-teacher control" if name == "shuffle_teacher" else f"{name} = {getattr(cfg, name)!r}"
+            raise ValueError(f"loss {cfg.loss!r} does not use {what}; remove it (it would be silently ignored)")
+
+
+# --------------------------------------------------------------------------- a step
+class StepSums(NamedTuple):
+    """A micro-batch's sums and counts: CE over answer tokens, D over the term's rows (divide by global counts)."""
+
+    ce: torch.Tensor
+    ce_count: int
+    distill: torch.Tensor
+    distill_count: int
+
+
+def shuffle_rows(rows, generator: torch.Generator):
+    """The shuffled-teacher control on a term's teacher rows (a tensor or a tuple of tensors with N rows each).
+
+    One permutation drawn from ``generator`` (on the CPU, so a seed gives the same control on every device)
+    reorders every tensor's first dimension; the multiset of rows is kept exactly.
     """
-    if tuple(mask.shape) != tuple(x.shape[:mask.dim()]):
-        raise ValueError(f"mask {tuple(mask.shape)} does not match the leading shape of x {tuple(x.shape)}")
-    m = mask.to(x.device)
-    rows = x[m]
-    perm = torch.randperm(rows.shape[0], generator=generator).to(x.device)
-    out = x.clone()
-    out[m] = rows[perm]
-    return out
+    first = rows[0] if isinstance(rows, tuple) else rows
+    perm = torch.randperm(first.shape[0], generator=generator).to(first.device)
+    return tuple(r[perm] for r in rows) if isinstance(rows, tuple) else rows[perm]
 
 
-def shuffled_distances(probs: torch.Tensor, generator: torch.Generator) -> dict:
-    r"""How far each distribution row is from the row the shuffled control would put in its place.
+def _zero(s_logits: torch.Tensor) -> torch.Tensor:
+    """A zero that keeps every parameter in the graph (distributed data parallel expects gradients for all)."""
+    return s_logits.sum() * 0.0
 
-    For rows :math:`p_i` (N, V) and a random permutation π: the mean ULD :math:`\mathrm{ULD}(p_i, p_{\pi(i)})`
-    and the mean L1 :math:`\lVert p_i - p_{\pi(i)}\rVert_1` (twice the total variation). ULD sees only the
-    sorted values, so two contexts with similar confidence look alike to it even when they predict
-    different tokens: the ratio says how little of a context's identity ULD can see.
+
+class Objective:
+    """A :class:`~uldviz.train.config.LossConfig` bound to a run: tokenizers, vocabulary sizes, cache, control seed.
+
+    ``pair(batch)`` runs on the CPU batch before any forward pass; ``sums(student, teacher, batch, pairs)``
+    runs both models on the device batch and returns :class:`StepSums`; ``loss(sums)`` is the per-batch
+    objective. ``student_vocab`` / ``teacher_vocab`` cut the logits to the columns that are tokens (a head may
+    have padding rows). The shuffled control draws from its own generator (seed ``2000 + seed``).
     """
-    if probs.dim() != 2 or probs.shape[0] < 2:
-        raise ValueError(f"probs must be (rows >= 2, vocabulary), got {tuple(probs.shape)}")
-    from uldviz.maths.losses import uld_distance
 
-    perm = torch.randperm(probs.shape[0], generator=generator)
-    other = probs[perm]
-    uld = uld_distance(probs, other)
-    l1 = (probs - other).abs().sum(-1)
-    moved = perm != torch.arange(probs.shape[0])
-    return {"uld": float(uld[moved].mean()), "l1": float(l1[moved].mean()), "pairs": int(moved.sum())}
+    def __init__(self, cfg, student_tokenizer=None, teacher_tokenizer=None, *, student_vocab: int | None = None,
+                 teacher_vocab: int | None = None, cache=None, seed: int | None = None):
+        self.cfg = cfg
+        self.student_tokenizer, self.teacher_tokenizer = student_tokenizer, teacher_tokenizer
+        self.student_vocab, self.teacher_vocab, self.cache = student_vocab, teacher_vocab, cache
+        if cache is not None and cfg.loss != "uld":
+            raise ValueError(f"a teacher cache holds ULD's top-k targets: it trains loss 'uld', not {cfg.loss!r}")
+        self.term = _CACHED if cache is not None else TERMS[cfg.loss]
+        if cfg.shuffle_teacher and not self.term.shuffle:
+            raise ValueError(f"the shuffled-teacher control is not defined for loss {cfg.loss!r}")
+        seed = getattr(cfg, "seed", 0) if seed is None else seed
+        self.generator = torch.Generator().manual_seed(2000 + seed) if cfg.shuffle_teacher else None
+        self._shared = None
 
+    @property
+    def distills(self) -> bool:
+        """Whether D takes part (a term other than CE, with λ > 0)."""
+        return self.term.teacher != "none" and self.cfg.lam > 0
 
-# --------------------------------------------------------------------------- the terms
-def uld_term(s_logits, t_logits, batch, *, how: str = "offset", student_temperature: float = 1.0,
-             teacher_temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """ULD between paired positions (``how``: positional or offset pairing); shuffled teacher if ``generator``."""
-    ps, pt, m = gather_pairs(s_logits, t_logits, pair_positions(batch, how))
-    if generator is not None:
-        pt = shuffle_pairs(pt, m, generator)
-    return uld_loss(ps, pt, student_temperature=student_temperature, teacher_temperature=teacher_temperature,
-                    mask=m)
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether a teacher model must run each step (not for CE, λ = 0, or a teacher cache)."""
+        return self.distills and self.term.teacher == "logits"
 
+    @property
+    def shared_vocab(self):
+        """The strings both tokenizers share (:class:`uldviz.vocab.shared.SharedVocab`), built once."""
+        if self._shared is None:
+            from uldviz.vocab.shared import SharedVocab
 
-def kl_term(s_logits, t_logits, batch, *, temperature: float = 1.0) -> torch.Tensor:
-    """KL(teacher ‖ student) position by position: only when both share one tokenizer (same positions)."""
-    if s_logits.shape != t_logits.shape:
-        raise ValueError(f"KL needs the student to share the teacher's tokenizer: logits {tuple(s_logits.shape)} "
-                         f"vs {tuple(t_logits.shape)} (use same_tokenizer=True)")
-    return kl_divergence(s_logits, t_logits, temperature=temperature, mask=label_mask(batch.student_valid))
+            self._shared = SharedVocab.from_tokenizers(self.student_tokenizer, self.teacher_tokenizer)
+        return self._shared
 
+    def pair(self, batch):
+        """The rows D compares in ``batch`` (None when D does not take part); call it on the CPU batch."""
+        return self.term.pair(batch, self) if self.distills else None
 
-def _groups(batch, student_tokenizer, teacher_tokenizer, device):
-    """The span groups of a batch (:func:`uldviz.alignment.spans.align_batch`), as tensors on ``device``."""
-    from uldviz.alignment.spans import align_batch
+    def counts(self, batch, pairs) -> tuple[int, int]:
+        """(CE tokens, D rows) of a batch: what a distributed loop adds up across processes before dividing."""
+        return int(batch.student_answer[:, :-1].sum()), (pairs.count if pairs is not None else 0)
 
-    sp = align_batch(batch, student_tokenizer, teacher_tokenizer)
-    if sp.num_groups == 0:
-        raise ValueError("no span group closes inside this batch's windows: the windows are too short")
-    return [t.to(device) for t in (sp.sample, sp.student_start, sp.student_end, sp.teacher_start, sp.teacher_end)]
+    @staticmethod
+    def logits(model, ids, valid, vocab: int | None) -> torch.Tensor:
+        """A causal LM's logits on a padded batch, cut to the ``vocab`` columns that are tokens."""
+        out = model(input_ids=ids, attention_mask=valid.long()).logits
+        return out if vocab is None or vocab == out.shape[-1] else out[..., :vocab]
 
+    def sums(self, student, teacher, batch, pairs) -> StepSums:
+        """Both forward passes on the (device) batch and the step's sums; the teacher runs without gradient."""
+        s_logits = self.logits(student, batch.student_ids, batch.student_valid, self.student_vocab)
+        answer = batch.student_answer[:, :-1]
+        n_ce = int(answer.sum())
+        if n_ce:
+            labels = batch.student_ids[:, 1:].masked_fill(~answer, -100)
+            ce = cross_entropy(s_logits[:, :-1], labels, label_smoothing=self.cfg.label_smoothing, reduction="sum")
+        else:
+            ce = _zero(s_logits)
+        if not self.distills:
+            return StepSums(ce, n_ce, torch.zeros((), device=ce.device), 0)
+        if pairs is None or pairs.count == 0:
+            return StepSums(ce, n_ce, _zero(s_logits), 0)
+        t_logits = None
+        if self.term.teacher == "logits":
+            if teacher is None:
+                raise ValueError(f"loss {self.cfg.loss!r} needs a teacher model")
+            with torch.no_grad():
+                t_logits = self.logits(teacher, batch.teacher_ids, batch.teacher_valid, self.teacher_vocab)
+        s_rows = self.term.student_rows(s_logits, batch, pairs, self)
+        with torch.no_grad():
+            t_rows = self.term.teacher_rows(t_logits, batch, pairs, self)
+            if self.generator is not None:
+                t_rows = shuffle_rows(t_rows, self.generator)
+        return StepSums(ce, n_ce, self.term.divergence(s_rows, t_rows, self).sum(), pairs.count)
 
-def _permute(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Every row of ``x`` in the shuffled control's order (:func:`shuffle_pairs`), or ``x`` with no generator."""
-    if generator is None:
-        return x
-    return shuffle_pairs(x, torch.ones(x.shape[0], dtype=torch.bool), generator)
-
-
-def hybrid_term(s_logits, t_logits, batch, *, shared, student_tokenizer, teacher_tokenizer,
-                weight: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """GOLD-style hybrid loss per span group: a divergence on shared token strings + ULD on the rest."""
-    from uldviz.maths.identity import hybrid_uld_loss, merged_group_logprobs
-
-    b, s0, s1, t0, t1 = _groups(batch, student_tokenizer, teacher_tokenizer, s_logits.device)
-    s_lp = merged_group_logprobs(s_logits, batch.student_ids, b, s0, s1)
-    with torch.no_grad():
-        t_lp = _permute(merged_group_logprobs(t_logits, batch.teacher_ids, b, t0, t1), generator)
-    return hybrid_uld_loss(s_lp, t_lp, shared, weight=weight)
-
-
-def chunk_term(s_logits, t_logits, batch, *, student_tokenizer, teacher_tokenizer, tau: float = 100.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """ALM-style chunk-likelihood matching: each span group's likelihood under teacher and student."""
-    from uldviz.maths.identity import chunk_likelihood_loss, chunk_log_likelihoods
-
-    b, s0, s1, t0, t1 = _groups(batch, student_tokenizer, teacher_tokenizer, s_logits.device)
-    s_ll = chunk_log_likelihoods(s_logits, batch.student_ids, b, s0, s1)
-    with torch.no_grad():
-        t_ll = _permute(chunk_log_likelihoods(t_logits, batch.teacher_ids, b, t0, t1), generator)
-    return chunk_likelihood_loss(s_ll, t_ll, tau=tau)
-
-
-def make_objective(cfg, setup) -> Callable | None:
-    """The distillation term of ``cfg`` as ``objective(student_logits, teacher_logits, batch)``; None for CE only.
-
-    The shuffled-teacher control draws its permutations from its own generator (seed 2000 + cfg.seed),
-    so it never changes which windows a run sees.
-    """
-    if cfg.loss == "ce":
-        return None
-    gen = torch.Generator().manual_seed(2000 + cfg.seed) if cfg.shuffle_teacher else None
-    if cfg.loss == "kl":
-        if gen is not None:
-            raise ValueError("the shuffled-teacher control is defined for the cross-tokenizer losses, not KL")
-        return partial(kl_term, temperature=cfg.teacher_temperature)
-    if cfg.loss == "uld":
-        return partial(uld_term, how=cfg.align, student_temperature=cfg.student_temperature,
-                       teacher_temperature=cfg.teacher_temperature, generator=gen)
-    toks = dict(student_tokenizer=setup.student_tokenizer, teacher_tokenizer=setup.teacher_tokenizer)
-    if cfg.loss == "hybrid":
-        from uldviz.vocab.shared import SharedVocab
-
-        shared = SharedVocab.from_tokenizers(setup.student_tokenizer, setup.teacher_tokenizer)
-        return partial(hybrid_term, shared=shared, weight=cfg.hybrid_weight, generator=gen, **toks)
-    if cfg.loss == "chunk":
-        return partial(chunk_term, tau=cfg.chunk_tau, generator=gen, **toks)
-    raise ValueError(f"no distillation term for loss={cfg.loss!r}")
+    def loss(self, sums: StepSums, ce_count: int | None = None, distill_count: int | None = None) -> torch.Tensor:
+        r""":math:`w_{CE}\,\Sigma\mathrm{CE}/N_{CE} + \lambda\,\Sigma D/N_D` (counts default to the batch's own)."""
+        n_ce = sums.ce_count if ce_count is None else ce_count
+        n_d = sums.distill_count if distill_count is None else distill_count
+        return self.cfg.ce_weight * sums.ce / max(n_ce, 1) + self.cfg.lam * sums.distill / max(n_d, 1)

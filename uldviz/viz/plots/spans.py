@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-from uldviz.alignment.spans import TextAlignment
+from uldviz.alignment.text import TextAlignment
 from uldviz.viz.plots.vocab import STUDENT_COLOUR, TEACHER_COLOUR
 from uldviz.vocab.shared import SharedVocab
 

@@ -1,6 +1,6 @@
 """Notebook 04's alignment explorer: type a sentence, see its groups, and what identity-keeping losses compare.
 
-:class:`AlignmentExplorer` composes :func:`uldviz.alignment.spans.align_text` (the groups),
+:class:`AlignmentExplorer` composes :func:`uldviz.alignment.text.align_text` (the groups),
 :mod:`uldviz.maths.identity` (chunk likelihoods, merged distributions, hybrid ULD, ALM's loss) and
 :mod:`uldviz.viz.plots.spans` (static figures in an ``Output``). Only ipywidgets present in 7.7 and 8
 are used; inputs and the last numbers are attributes, so tests drive it from Python.
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from uldviz.alignment.spans import TextAlignment, align_text
+from uldviz.alignment.text import TextAlignment, align_text
 from uldviz.maths.identity import (
     ALM_TAU,
     chunk_likelihood_loss,
@@ -84,7 +84,7 @@ def _max_positions(model) -> int | None:
 class AlignmentExplorer:
     """Text box + group selector; the sentence's groups drawn, and with models what each loss compares.
 
-    Attributes after each update: ``view`` (:class:`uldviz.alignment.spans.TextAlignment` or None for an
+    Attributes after each update: ``view`` (:class:`uldviz.alignment.text.TextAlignment` or None for an
     empty/unalignable text), ``group`` (selected index), ``values`` (:class:`GroupValues` or None
     without models), ``readout_text`` (the HTML shown), ``selected`` (dict of the selected group's
     numbers: text, tokens, and with models ``p_teacher``, ``p_student``, ``chunk_loss``, ``hybrid``...),

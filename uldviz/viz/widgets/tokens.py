@@ -2,7 +2,7 @@
 
 Shows the two mismatches of cross-tokenizer distillation: the vocabularies (sizes, overlap of
 their token strings) and the positions (how many tokens each makes of the same text, and where
-both cut it); the counting is done by :mod:`uldviz.io.tokenizers`. Also :func:`load_tokenizer_pair`,
+both cut it); the counting is done by :mod:`uldviz.vocab`. Also :func:`load_tokenizer_pair`,
 the notebook's hub-or-offline switch. Works with ipywidgets 7.7 and 8; the last numbers are kept as
 attributes so tests can drive it.
 """
@@ -15,15 +15,9 @@ import ipywidgets as widgets
 from IPython.display import display
 
 from uldviz.io.hub import HubUnavailableError
-from uldviz.io.tokenizers import (
-    load_hub_tokenizers,
-    offline_tokenizers,
-    shared_cuts,
-    surface_vocab_by_id,  # noqa: F401 - moved to uldviz.io.tokenizers; kept importable for notebook 01
-    token_spans,
-    tokenizer_kind,
-    vocab_overlap,
-)
+from uldviz.io.tokenizers import load_hub_tokenizers, offline_tokenizers
+from uldviz.vocab.shared import SharedVocab
+from uldviz.vocab.strings import shared_cuts, token_spans, tokenizer_kind
 
 __all__ = [
     "DEFAULT_SENTENCES",
@@ -42,9 +36,9 @@ DEFAULT_SENTENCES = (
 _PALETTE = ("#cfe2ff", "#ffe5b4", "#d1f2d9", "#f8d7da", "#e2d9f3", "#fff3b0")
 
 
-def load_tokenizer_pair(use_hub: bool = False, teacher_name: str = "gpt2", student_name: str = "google-t5/t5-small",
+def load_tokenizer_pair(use_hub: bool = False, student_name: str = "google-t5/t5-small", teacher_name: str = "gpt2",
                         *, verbose: bool = True):
-    """(teacher, student, source): the two hub tokenizers if asked for and loadable, else the offline pair.
+    """(student, teacher, source): the two hub tokenizers if asked for and loadable, else the offline pair.
 
     When the hub cannot provide them the :class:`uldviz.io.hub.HubUnavailableError` message
     is printed (with ``verbose``) and the kit's offline byte-level BPE / Unigram pair is used.
@@ -53,13 +47,13 @@ def load_tokenizer_pair(use_hub: bool = False, teacher_name: str = "gpt2", stude
 
     if use_hub:
         try:
-            teacher, student = load_hub_tokenizers(teacher_name, student_name)
-            return teacher, student, f"hub: {teacher_name} / {student_name}"
+            student, teacher = load_hub_tokenizers(student_name, teacher_name)
+            return student, teacher, f"hub: {student_name} (student) / {teacher_name} (teacher)"
         except HubUnavailableError as exc:
             if verbose:
                 print(f"Hub tokenizers unavailable -> {exc}\nFalling back to the offline pair.")
-    teacher, student = offline_tokenizers()
-    return teacher, student, "offline: the kit's byte-level BPE (teacher) / Unigram (student)"
+    student, teacher = offline_tokenizers()
+    return student, teacher, "offline: the kit's Unigram (student) / byte-level BPE (teacher)"
 
 
 def _visible(s: str) -> str:
@@ -96,17 +90,17 @@ def chips_html(text: str, spans, label: str = "") -> str:
 
 
 class TokenChips:
-    """Text box + two rows of token chips (teacher, student) + vocabulary and position statistics.
+    """Text box + two rows of token chips (student, teacher) + vocabulary and position statistics.
 
     Attributes after every update: ``spans`` (teacher, student spans), ``lengths`` (token counts),
     ``cuts`` (shared, total cut points), ``overlap`` (vocabulary overlap dict, computed once),
     ``chips_text`` / ``stats_text`` (the HTML shown) and ``n_updates``.
     """
 
-    def __init__(self, teacher_tok, student_tok, text: str = DEFAULT_SENTENCES[0], *, names=("teacher", "student")):
-        self.toks = (teacher_tok, student_tok)
+    def __init__(self, student_tok, teacher_tok, text: str = DEFAULT_SENTENCES[0], *, names=("student", "teacher")):
+        self.toks = (student_tok, teacher_tok)
         self.names = tuple(f"{n} ({tokenizer_kind(t)}, {len(t):,} tokens)" for n, t in zip(names, self.toks))
-        self.overlap = vocab_overlap(teacher_tok, student_tok)
+        self.overlap = SharedVocab.from_tokenizers(student_tok, teacher_tok).overlap()
         self.n_updates = 0
         self.text = widgets.Text(value=text, description="Your text:", continuous_update=False,
                                  layout=widgets.Layout(width="95%"))
@@ -125,8 +119,9 @@ class TokenChips:
         text = self.text.value
         ov = self.overlap
         vocab_line = (
-            f"vocabulary sizes (without special tokens): {ov['size_a']:,} vs {ov['size_b']:,}; "
-            f"shared token strings: {ov['intersection']:,} of {ov['union']:,} (IoU = {ov['iou']:.3f})"
+            f"vocabularies: {len(self.toks[0]):,} vs {len(self.toks[1]):,} ids (special tokens included), spelling "
+            f"{ov['student_strings']:,} vs {ov['teacher_strings']:,} distinct texts (no special tokens); "
+            f"shared strings: {ov['shared']:,} of {ov['union']:,} (IoU = {ov['iou']:.3f})"
         )
         if not text:
             self.spans, self.lengths, self.cuts = ([], []), (0, 0), (0, 0)
@@ -136,9 +131,9 @@ class TokenChips:
             self.lengths = tuple(len(s) for s in self.spans)
             self.cuts = shared_cuts(*self.spans)
             self.chips_text = "".join(chips_html(text, s, n) for s, n in zip(self.spans, self.names))
-        n_t, n_s = self.lengths
+        n_s, n_t = self.lengths
         pos_line = (
-            f"sequence lengths: {n_t} vs {n_s} tokens for {len(text)} characters; "
+            f"sequence lengths: {n_s} vs {n_t} tokens for {len(text)} characters; "
             f"both tokenizers cut the text at the same place {self.cuts[0]} times out of {self.cuts[1]} cut points"
         )
         self.stats_text = (
