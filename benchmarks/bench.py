@@ -411,38 +411,50 @@ def bench_ot(sizes, budget_s: float, path: Path | None) -> dict:
 def bench_distill(steps: int = 25, skip: int = 5, quick: bool = False) -> dict:
     """Steps/s of notebook 03's default ULD run (``uld-offset``) and the share of a step spent in its distillation term.
 
-    Uses the training core's API, nothing patched: the distillation term from ``uldviz.distill.make_objective``
-    (pairing + ULD) is passed to ``uldviz.distill.train`` wrapped in a timer that also records its inputs (the
-    first ``skip`` steps are warm-up). Afterwards the term's forward + backward is timed alone on those inputs.
+    Uses the training core's API, nothing patched: a subclass of the run's objective
+    (:class:`uldviz.train.objectives.Objective`) times its pairing (on the CPU, before the forward passes) and its
+    term (gather + ULD) as the loop calls them, recording the term's inputs (the first ``skip`` steps are warm-up).
+    Afterwards pairing + the term's forward + backward are timed alone on those inputs.
     """
     from dataclasses import replace
 
     from uldviz import distill as D
+    from uldviz.train.objectives import Objective
 
     setup = D.prepare("offline")
     base = D.fast_config() if quick else D.DistillConfig()
     cfg = replace(D.run_config("uld-offset", base), steps=steps, eval_every=10**6)
-    objective = D.make_objective(cfg, setup)
-    recorded, in_loop = [], []
+    recorded, in_loop, pair_s = [], [], []
 
-    def timed(student_logits, teacher_logits, batch):
-        """The distillation term as the loop calls it, timed (forward only: the loop runs the backward)."""
-        if len(recorded) < steps:
-            recorded.append((student_logits.detach().clone(), teacher_logits.detach().clone(), batch))
-        start = time.perf_counter()
-        out = objective(student_logits, teacher_logits, batch)
-        in_loop.append(time.perf_counter() - start)
-        return out
+    class Timed(Objective):
+        """The run's objective, with its pairing and its term timed as the loop calls them."""
 
+        def pair(self, batch):
+            start = time.perf_counter()
+            out = super().pair(batch)
+            pair_s.append(time.perf_counter() - start)
+            return out
+
+        def distill_sum(self, s_logits, t_logits, batch, pairs):
+            if len(recorded) < steps:
+                recorded.append((s_logits.detach().clone(), t_logits.detach().clone(), batch))
+            start = time.perf_counter()
+            out = super().distill_sum(s_logits, t_logits, batch, pairs)
+            in_loop.append(time.perf_counter() - start)
+            return out
+
+    objective = Timed(cfg, setup.student_tokenizer, setup.teacher_tokenizer, seed=cfg.seed)
     stamps = []
-    D.train(cfg, setup, name="bench", objective=timed, sample_prompt=None,
+    D.train(cfg, setup, name="bench", objective=objective, sample_prompt=None,
             callback=lambda ev: stamps.append(time.perf_counter()) if ev["type"] == "step" else None)
     step_s = statistics.median(np.diff(stamps)[skip:]) if len(stamps) > skip + 1 else float("nan")
+    plain = Objective(cfg, setup.student_tokenizer, setup.teacher_tokenizer, seed=cfg.seed)
     alone = []
     for student_logits, teacher_logits, batch in recorded[skip:]:
         x = student_logits.clone().requires_grad_(True)
         start = time.perf_counter()
-        objective(x, teacher_logits, batch).backward()
+        pairs = plain.pair(batch.to("cpu"))
+        (plain.distill_sum(x, teacher_logits, batch, pairs) / max(pairs.count, 1)).backward()
         alone.append(time.perf_counter() - start)
     term = statistics.median(alone)
     return {
@@ -451,6 +463,7 @@ def bench_distill(steps: int = 25, skip: int = 5, quick: bool = False) -> dict:
         "student_logits_shape": tuple(recorded[0][0].shape), "teacher_logits_shape": tuple(recorded[0][1].shape),
         "steps_timed": max(0, len(stamps) - 1 - skip),
         "step_s": step_s, "steps_per_s": 1.0 / step_s,
+        "pairing_in_loop_s": statistics.median(pair_s[skip:]),
         "distill_term_forward_in_loop_s": statistics.median(in_loop[skip:]),
         "distill_term_s": term, "distill_term_share": term / step_s,
     }

@@ -53,6 +53,7 @@ __all__ = [
     "uld_reference",
     "uld_distance",
     "uld_topk_distance",
+    "shuffled_distances",
     "uld_loss",
     "cross_entropy",
     "ce_plus_uld",
@@ -239,6 +240,24 @@ def _topk_distance(p: torch.Tensor, q: torch.Tensor, top_k: int, tail: bool) -> 
     tail_p = p.sum(-1) - tp.sum(-1)
     tail_q = q.sum(-1) - tq.sum(-1)
     return head + (tail_p - tail_q).abs()
+
+
+def shuffled_distances(probs: torch.Tensor, generator: torch.Generator) -> dict:
+    r"""How far each distribution row is from the row the shuffled control would put in its place.
+
+    For rows :math:`p_i` (N, V) and a random permutation π: the mean ULD :math:`\mathrm{ULD}(p_i, p_{\pi(i)})`
+    and the mean L1 :math:`\lVert p_i - p_{\pi(i)}\rVert_1` (twice the total variation), over the rows π moves.
+    ULD sees only the sorted values, so two contexts with similar confidence look alike to it even when they
+    predict different tokens: the ratio says how much of a context's identity ULD can see.
+    """
+    if probs.dim() != 2 or probs.shape[0] < 2:
+        raise ValueError(f"probs must be (rows >= 2, vocabulary), got {tuple(probs.shape)}")
+    perm = torch.randperm(probs.shape[0], generator=generator).to(probs.device)
+    other = probs[perm]
+    uld = uld_distance(probs, other)
+    l1 = (probs - other).abs().sum(-1)
+    moved = perm != torch.arange(probs.shape[0], device=probs.device)
+    return {"uld": float(uld[moved].mean()), "l1": float(l1[moved].mean()), "pairs": int(moved.sum())}
 
 
 def uld_loss(

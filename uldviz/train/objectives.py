@@ -355,12 +355,16 @@ class Objective:
                 raise ValueError(f"loss {self.cfg.loss!r} needs a teacher model")
             with torch.no_grad():
                 t_logits = self.logits(teacher, batch.teacher_ids, batch.teacher_valid, self.teacher_vocab)
+        return StepSums(ce, n_ce, self.distill_sum(s_logits, t_logits, batch, pairs), pairs.count)
+
+    def distill_sum(self, s_logits, t_logits, batch, pairs) -> torch.Tensor:
+        r""":math:`\sum D` over the pairs, from both models' logits (the teacher's rows taken without gradient)."""
         s_rows = self.term.student_rows(s_logits, batch, pairs, self)
         with torch.no_grad():
             t_rows = self.term.teacher_rows(t_logits, batch, pairs, self)
             if self.generator is not None:
                 t_rows = shuffle_rows(t_rows, self.generator)
-        return StepSums(ce, n_ce, self.term.divergence(s_rows, t_rows, self).sum(), pairs.count)
+        return self.term.divergence(s_rows, t_rows, self).sum()
 
     def loss(self, sums: StepSums, ce_count: int | None = None, distill_count: int | None = None) -> torch.Tensor:
         r""":math:`w_{CE}\,\Sigma\mathrm{CE}/N_{CE} + \lambda\,\Sigma D/N_D` (counts default to the batch's own)."""
