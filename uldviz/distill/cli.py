@@ -194,7 +194,7 @@ def protocol_main(argv: list[str] | None = None) -> int:
     if needs_text:
         setup = None
         for regime in args.regimes:
-            fraction = REGIMES[regime]["train_fraction"]
+            fraction = REGIMES[regime].changes["train_fraction"]
             if not seqkd_path(fraction).is_file():
                 setup = setup or prepare()
                 print(f"teacher-written text for {regime}: wrote {write_teacher_text(setup, fraction)}")
@@ -216,7 +216,7 @@ def format_report(summary: dict) -> str:
     """Plain-text tables of :func:`~uldviz.distill.protocol.summarize_protocol` (per regime)."""
     lines = []
     for regime, s in summary.items():
-        lines += ["", f"== {regime} ({', '.join(f'{k}={v}' for k, v in s['base'].items())})"]
+        lines += ["", f"== {regime}: {s['label']} ({s['steps']} steps)"]
         for run, sel in s["selection"].items():
             grid = ", ".join(f"{k}: {v:.4f}" for k, v in sel["grid"].items())
             lines.append(f"   grid {run:<16} validation {grid}  -> {sel['chosen']}")
@@ -227,7 +227,6 @@ def format_report(summary: dict) -> str:
                          f"  {a['n']}")
         for c in s["comparisons"]:
             if c["when"] == "selected":
-                mark = "beyond 2×std" if c["beyond"] else "within noise"
-                lines.append(f"   {c['a']} − {c['b']}: {c['diff']:+.4f} (paired std {c['paired_std']:.4f}, bar "
-                             f"{c['bar']:.4f}, {mark})")
+                lines.append(f"   {c['a']} − {c['b']}: {c['diff']:+.4f}, {c['confidence']:.2%} interval "
+                             f"[{c['low']:+.4f}, {c['high']:+.4f}] over {c['n']} seeds: {c['verdict']}")
     return "\n".join(lines)

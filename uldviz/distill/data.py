@@ -33,6 +33,7 @@ __all__ = [
     "generate_teacher_text",
     "write_teacher_text",
     "teacher_generated_text",
+    "teacher_card_summary",
 ]
 
 #: The student's share of the text is cut into blocks of this many characters (see :func:`student_subset`).
@@ -254,3 +255,14 @@ def teacher_generated_text(setup: Setup, fraction: float) -> str:
                 f"`python -m uldviz protocol --generate-text {fraction:g}`")
         setup.generated[fraction] = path.read_text(encoding="utf-8")
     return setup.generated[fraction]
+
+
+def teacher_card_summary() -> str:
+    """The setting every protocol verdict rests on, in a few words, read from the shipped teacher's card."""
+    from uldviz.io.models import teacher_dir
+
+    card = json.loads((teacher_dir() / "card.json").read_text())
+    tk = card["tokenizers"]
+    return (f"a {card['parameters'] / 1e6:.2f} M-parameter teacher, vocabularies {tk['student_vocab']:,} (student, "
+            f"{tk['student'].split(' ')[0]}) and {tk['teacher_vocab']:,} (teacher, {tk['teacher']}), "
+            f"{card['train_chars'] / 1e3:.0f} k characters of Python documentation")

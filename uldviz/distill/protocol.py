@@ -6,11 +6,14 @@ Fixed before any run (and recorded here, so the shipped results regenerate with 
   Each run's checkpoint is the validation minimum of its curve (early stopping); hyper-parameters
   are chosen on validation; the reported score is test bits per byte, at the selected step and at
   the last step.
-- **Regimes** (:data:`REGIMES`), both always reported: *data-poor* — the student sees 3 % of the
-  teacher's training text and over-fits within 300 steps (the kit's earlier default); *data-rich* —
-  it sees all of it, and a CE-only pilot (seed 11) was still improving at step 300 (validation
-  2.567 → 2.543 bits per byte over its last 50 steps). An earlier run at 10 % was stopped early
-  (``data/results/regime_fraction0.1_partial.json``); its numbers are not used.
+- **Regimes** (:data:`REGIMES`), all reported: *3 % of the text, 300 steps* (``data-poor``: the student
+  over-fits within the budget); *all the text, 300 steps* (``data-rich``: bounded by its 300 steps, not by
+  the data — every CE run's selected checkpoint is its last step); *all the text, CE converged*
+  (``converged``): the step budget is fixed by a CE pilot on the grid seeds only (:func:`converged_budget`):
+  budgets of :data:`PILOT_BUDGETS` steps are tried in order, and the first at which both grid seeds' CE
+  validation minimum falls at or before :data:`PILOT_MIN_AT` of the budget (CE has stopped improving before
+  the budget ran out) is the regime's budget; evaluation every budget / :data:`PILOT_EVALS` steps. An
+  earlier run at 10 % was stopped early (``data/results/regime_fraction0.1_partial.json``); not used.
 - **Tuning**: each tuned run tries its grid (:data:`~uldviz.distill.experiment.RUNS`, e.g. λ ∈ {0.3, 1, 3})
   with :data:`GRID_SEEDS`; the value with the lowest mean validation score at the selected step wins. A
   winner at an edge of the grid extends it by a factor of 3 beyond that edge, at most :data:`MAX_EXTENSIONS`
@@ -18,10 +21,18 @@ Fixed before any run (and recorded here, so the shipped results regenerate with 
   an edge is reported as such. Controls (``*-shuffled``) and ``seqkd+uld`` use the value of the method they
   control.
 - **Reported runs**: :data:`SEEDS` (5 seeds, not the grid's), the same windows per seed for every run.
+- **Verdicts** (:mod:`uldviz.maths.stats`): each comparison of :data:`COMPARISONS` is the per-seed paired
+  difference a − b with Student's interval; within a regime the comparisons form one family judged with
+  Holm's step-down at a family-wise 5 %, each interval drawn at the level it is tested at, and the words
+  come from the interval ("better", "worse", or "no difference larger than X" — never "no effect").
+- **More seeds** (:func:`extension_runs`, fixed before any extra seed ran): a comparison of
+  :data:`LEANED_ON` whose 5-seed interval at the family's most demanding level (α / the number of
+  :data:`COMPARISONS`) contains 0 but does not rule out a difference of :data:`EXTENSION_BOUND` bits per byte
+  gets :data:`EXTRA_SEEDS` (5 more) for both of its runs, once; the
+  verdict is then read from all 10 seeds, whatever it shows. (An extension conditional on the first result is a
+  mild form of optional stopping; it is declared here and happens at most once.)
 
-A difference counts when it is larger than twice the larger of the two runs' seed standard
-deviations (:func:`compare`). ``python -m uldviz protocol`` runs it all (resuming from the results
-file), ``--report`` prints the tables.
+``python -m uldviz protocol`` runs it all (resuming from the results file), ``--report`` prints the tables.
 """
 
 from __future__ import annotations
@@ -29,41 +40,72 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from uldviz.distill.core import DistillConfig, train
 from uldviz.distill.experiment import RUNS, mean_std, run_config, run_label, shuffled_control
+from uldviz.maths.stats import ALPHA, judge_family, paired_difference
 
 __all__ = [
+    "Regime",
     "REGIMES",
     "GRID_SEEDS",
     "SEEDS",
+    "EXTRA_SEEDS",
+    "PILOT_BUDGETS",
     "results_path",
     "regime_config",
+    "converged_budget",
     "load_records",
     "grid_values",
     "select_value",
     "ready_tasks",
     "run_protocol",
-    "compare",
     "kl_share",
     "summarize_protocol",
     "COMPARISONS",
+    "LEANED_ON",
+    "extension_runs",
     "result_rows",
     "comparison_rows",
     "find_comparison",
     "beats",
+    "regime_scope",
 ]
 
-#: The two regimes, as changes to the base config; fixed before the runs.
+
+@dataclass(frozen=True)
+class Regime:
+    """A regime: its honest name, its changes to the base config, the runs it has, whether a pilot fixes its steps."""
+
+    label: str
+    changes: dict
+    runs: tuple | None = None  # None: every run of RUNS
+    pilot: bool = False  # steps and eval_every come from the CE pilot (converged_budget)
+
+
+#: Runs of the converged regime: the methods, their controls and the references (no seqkd, no positional).
+CONVERGED_RUNS = ("ce", "ce-ls", "uld-offset", "uld-shuffled", "hybrid", "hybrid-shuffled", "chunk-lik",
+                  "chunk-lik-shuffled", "xtoken-pkl", "xtoken-pkl-shuffled", "xtoken-hkl", "xtoken-hkl-shuffled",
+                  "ce-same", "kl-same")
+#: The regimes, fixed before the runs. Keys are the record names; labels say what each regime is.
 REGIMES = {
-    "data-poor": dict(train_fraction=0.03),
-    "data-rich": dict(train_fraction=1.0),
+    "data-poor": Regime("3 % of the text, 300 steps", dict(train_fraction=0.03)),
+    "data-rich": Regime("all the text, 300 steps", dict(train_fraction=1.0)),
+    "converged": Regime("all the text, CE trained to its validation minimum", dict(train_fraction=1.0),
+                        CONVERGED_RUNS, pilot=True),
 }
-#: Seeds of the hyper-parameter grids (validation only) and of the reported runs.
+#: Seeds of the hyper-parameter grids and the pilot (validation only), of the reported runs, of an extension.
 GRID_SEEDS = (100, 101)
 SEEDS = (0, 1, 2, 3, 4)
+EXTRA_SEEDS = (5, 6, 7, 8, 9)
+#: The converged regime's pilot: budgets tried in order, evaluations per run, where CE's minimum must fall.
+PILOT_BUDGETS = (600, 1200, 2400, 4800)
+PILOT_EVALS = 24
+PILOT_MIN_AT = 0.8
+#: An undecided comparison of LEANED_ON whose interval allows a difference this large (bits per byte) gets seeds.
+EXTENSION_BOUND = 0.02
 #: The one command that (re)generates the shipped results, resuming them; every record carries it.
 COMMAND = "python -m uldviz protocol"
 #: How many times a grid is extended (×3 or ÷3) beyond an edge that wins on validation.
@@ -77,17 +119,64 @@ def results_path() -> Path:
     return Path(data_dir()) / "results" / "protocol_runs.jsonl"
 
 
-def regime_config(regime: str, base: DistillConfig | None = None) -> DistillConfig:
-    """The base config of a regime (:data:`REGIMES`)."""
+def _pilot_config(budget: int, base: DistillConfig) -> DistillConfig:
+    """The CE pilot run of the converged regime for a budget of ``budget`` steps."""
+    return run_config("ce", replace(base, **REGIMES["converged"].changes, steps=budget,
+                                    eval_every=max(1, budget // PILOT_EVALS)))
+
+
+def converged_budget(records, grid_seeds=GRID_SEEDS) -> tuple[int | None, int | None]:
+    """(the converged regime's step budget or None, the pilot budget still to run or None), from the pilot records.
+
+    A budget S is accepted when every grid seed's CE pilot of S steps reached its validation minimum at or before
+    PILOT_MIN_AT · S; budgets are tried in the order of :data:`PILOT_BUDGETS`; the last one is taken if none is.
+    """
+    pilots = {(r["config"]["steps"], r["seed"]): r for r in records
+              if r["regime"] == "converged" and r["phase"] == "pilot"}
+    for budget in PILOT_BUDGETS:
+        runs = [pilots.get((budget, s)) for s in grid_seeds]
+        if any(r is None for r in runs):
+            return None, budget
+        if all(r["selected_step"] <= PILOT_MIN_AT * budget for r in runs) or budget == PILOT_BUDGETS[-1]:
+            return budget, None
+    return PILOT_BUDGETS[-1], None
+
+
+def regime_config(regime: str, base: DistillConfig | None = None, records=None) -> DistillConfig | None:
+    """The base config of a regime (:data:`REGIMES`); for a piloted regime None while its budget is unknown."""
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; choose from {', '.join(REGIMES)}")
-    return replace(base or DistillConfig(), **REGIMES[regime])
+    reg = REGIMES[regime]
+    cfg = replace(base or DistillConfig(), **reg.changes)
+    if reg.pilot:
+        budget, _ = converged_budget(records or [])
+        if budget is None:
+            return None
+        cfg = replace(cfg, steps=budget, eval_every=max(1, budget // PILOT_EVALS))
+    return cfg
+
+
+def regime_runs(regime: str, runs) -> list[str]:
+    """The runs of ``runs`` that ``regime`` has."""
+    have = REGIMES[regime].runs
+    return [r for r in runs if have is None or r in have]
+
+
+def regime_scope(regime: str, records=None) -> str:
+    """The setting a verdict of ``regime`` rests on, in a few words (for every printed verdict line)."""
+    from uldviz.distill.data import teacher_card_summary
+
+    cfg = regime_config(regime, records=records)
+    steps = f"{cfg.steps} steps" if cfg is not None else "steps not fixed yet"
+    return f"{REGIMES[regime].label} ({steps}); {teacher_card_summary()}"
 
 
 # --------------------------------------------------------------------------- records
 def _comparable(cfg: dict) -> dict:
-    """A config dict without the fields that do not change results (device, mixed precision)."""
-    return {k: v for k, v in cfg.items() if k not in ("device", "amp")}
+    """A config dict without the fields that do not change results (device, mixed precision); fields added to
+    :class:`DistillConfig` after a record was written take their default (the value the run used)."""
+    defaults = {f.name: f.default for f in fields(DistillConfig)}
+    return {k: v for k, v in {**defaults, **cfg}.items() if k not in ("device", "amp")}
 
 
 def load_records(path: Path | str | None = None) -> list[dict]:
@@ -119,12 +208,12 @@ def _record(regime: str, spec: str, seed: int, phase: str, res) -> dict:
     }
 
 
-def _protocol_worker(regime: str, spec: str, seed: int, base: dict, phase: str) -> dict:
-    """Process-pool task: one protocol run, returned as its record."""
+def _protocol_worker(regime: str, spec: str, seed: int, cfg: dict, phase: str) -> dict:
+    """Process-pool task: one protocol run (its whole config given), returned as its record."""
     from uldviz.distill import experiment
 
-    cfg = run_config(spec, regime_config(regime, DistillConfig(**base)), seed=seed)
-    return _record(regime, spec, seed, phase, train(cfg, experiment._WORKER_SETUP, name=spec, sample_prompt=None))
+    res = train(DistillConfig(**cfg), experiment._WORKER_SETUP, name=spec, sample_prompt=None)
+    return _record(regime, spec, seed, phase, res)
 
 
 # --------------------------------------------------------------------------- selection and scheduling
@@ -178,38 +267,65 @@ def _owner(run: str) -> str | None:
     return spec.inherits or (run if spec.grid else None)
 
 
-def ready_tasks(records, regimes, runs, base: DistillConfig, seeds=SEEDS, grid_seeds=GRID_SEEDS) -> list[tuple]:
-    """The protocol runs not done yet whose settings are known, best first: (regime, spec, seed, base, phase).
+def _key(regime, spec, seed, phase, steps) -> tuple:
+    """What identifies a run in the results file: pilots by their budget, the others by (regime, spec, seed)."""
+    return (regime, spec, seed, phase, steps) if phase == "pilot" else (regime, spec, seed)
 
-    Grid runs are always ready; a tuned run's (and its controls') reported seeds become ready once its
-    grid is complete. Order: regime by regime, grid runs first, then seed by seed.
+
+def ready_tasks(records, regimes, runs, base: DistillConfig, seeds=SEEDS, grid_seeds=GRID_SEEDS) -> list[tuple]:
+    """The protocol runs not done yet whose settings are known, best first: (regime, spec, seed, config, phase).
+
+    A piloted regime first runs its pilot (CE on the grid seeds, one budget at a time). Grid runs are always
+    ready; a tuned run's (and its controls') reported seeds become ready once its grid is complete; the extra
+    seeds of :func:`extension_runs` once the 5-seed comparison that asks for them is complete. Order: regime by
+    regime, pilot and grid runs first, then seed by seed.
     """
-    done = {(r["regime"], r["spec"], r["seed"]) for r in records}
-    base_dict = asdict(base)
-    owners = {o for run in runs if (o := _owner(run))}
+    done = {_key(r["regime"], r["spec"], r["seed"], r["phase"], r["config"].get("steps")) for r in records}
     tasks = []
+    order = list(RUNS).index
     for ri, regime in enumerate(regimes):
-        for run in sorted(owners, key=list(RUNS).index):
+        if REGIMES[regime].pilot:
+            budget, pending = converged_budget(records, grid_seeds)
+            if budget is None:
+                cfg = asdict(_pilot_config(pending, base))
+                for seed in grid_seeds:
+                    tasks.append(((ri, 0, 0, 0), (regime, "ce", seed, {**cfg, "seed": seed}, "pilot")))
+                continue
+        reg_base = regime_config(regime, base, records)
+        mine = regime_runs(regime, runs)
+        owners = {o for run in mine if (o := _owner(run))}
+        for run in sorted(owners, key=order):
             for v in grid_values(records, regime, run, grid_seeds)[0]:
                 for seed in grid_seeds:
-                    tasks.append(((ri, 0, 0, list(RUNS).index(run)), (regime, f"{run}@{v:g}", seed, base_dict, "grid")))
-        for run in runs:
+                    spec = f"{run}@{v:g}"
+                    tasks.append(((ri, 0, 0, order(run)), (regime, spec, seed,
+                                                          asdict(run_config(spec, reg_base, seed=seed)), "grid")))
+        extra = extension_runs(records, regime)
+        for run in mine:
             owner = _owner(run)
             value = select_value(records, regime, owner, grid_seeds) if owner else None
             if owner and value is None:
                 continue
             spec = f"{run}@{value:g}" if owner else run
-            for si, seed in enumerate(seeds):
-                tasks.append(((ri, 1, si, list(RUNS).index(run)), (regime, spec, seed, base_dict, "final")))
+            run_seeds = list(seeds) + (list(EXTRA_SEEDS) if run in extra else [])
+            for si, seed in enumerate(run_seeds):
+                tasks.append(((ri, 1, si, order(run)), (regime, spec, seed,
+                                                        asdict(run_config(spec, reg_base, seed=seed)), "final")))
     tasks.sort(key=lambda t: t[0])
-    return [t for _, t in tasks if (t[0], t[1], t[2]) not in done]
+    return [t for _, t in tasks if _key(t[0], t[1], t[2], t[4], t[3]["steps"]) not in done]
 
 
 def _check_compatible(records, base: DistillConfig) -> None:
     """Refuse to mix results made with another base configuration (say which fields differ)."""
     for r in records:
-        want = _comparable(asdict(run_config(r["spec"], regime_config(r["regime"], base), seed=r["seed"])))
-        have = _comparable(r["config"])
+        if r["phase"] == "pilot":
+            want = asdict(replace(_pilot_config(r["config"]["steps"], base), seed=r["seed"]))
+        else:
+            reg = regime_config(r["regime"], base, records)
+            if reg is None:
+                raise ValueError(f"the results file holds a {r['regime']} run but not the pilot that fixes its steps")
+            want = asdict(run_config(r["spec"], reg, seed=r["seed"]))
+        want, have = _comparable(want), _comparable(r["config"])
         if want != have:
             diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
             raise ValueError(f"the results file holds a run ({r['regime']}, {r['spec']}, seed {r['seed']}) made with "
@@ -232,9 +348,9 @@ def run_protocol(path, regimes=tuple(REGIMES), runs=tuple(RUNS), base: DistillCo
     total = [len(records)]
 
     def next_task(in_flight):
-        busy = {(t[0], t[1], t[2]) for t in in_flight}
+        busy = {_key(t[0], t[1], t[2], t[4], t[3]["steps"]) for t in in_flight}
         for t in ready_tasks(records, regimes, runs, base, seeds, grid_seeds):
-            if (t[0], t[1], t[2]) not in busy:
+            if _key(t[0], t[1], t[2], t[4], t[3]["steps"]) not in busy:
                 return t
         return None
 
@@ -243,8 +359,9 @@ def run_protocol(path, regimes=tuple(REGIMES), runs=tuple(RUNS), base: DistillCo
         with path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
         total[0] += 1
-        log(f"[{total[0]}] {rec['regime']} {rec['spec']} seed {rec['seed']} ({rec['phase']}): validation "
-            f"{rec['val_selected']:.4f}, test {rec['test_selected']:.4f} at step {rec['selected_step']} "
+        log(f"[{total[0]}] {rec['regime']} {rec['spec']} seed {rec['seed']} ({rec['phase']}, {rec['steps_done']} "
+            "steps): "
+            f"validation {rec['val_selected']:.4f}, test {rec['test_selected']:.4f} at step {rec['selected_step']} "
             f"(final {rec['test_final']:.4f}), {rec['seconds']:.0f} s")
 
     run_tasks(next_task, on_result, preset, jobs, worker=_protocol_worker)
@@ -257,7 +374,8 @@ def _stats(vals: list) -> dict:
     return {**mean_std(vals), "n": len(vals)}
 
 
-#: The comparisons the notebooks report: (a, b, what it measures). Differences are a − b (negative: a better).
+#: The comparisons fixed before the runs: (a, b, what it measures). Differences are a − b (negative: a better).
+#: Within a regime they form one family (Holm, family-wise 5 %), whichever of them exist there.
 COMPARISONS = [
     ("ce-ls", "ce", "a teacherless regulariser vs early-stopped CE"),
     ("uld-offset", "ce", "ULD vs early-stopped CE"),
@@ -272,21 +390,19 @@ COMPARISONS = [
     ("chunk-lik", "ce", "chunk likelihood vs early-stopped CE"),
     ("chunk-lik", "ce-ls", "chunk likelihood vs label smoothing"),
     ("chunk-lik", "chunk-lik-shuffled", "context-specific transfer of chunk likelihood (method − shuffled control)"),
+    ("xtoken-pkl", "ce", "X-Token P-KL vs early-stopped CE"),
+    ("xtoken-pkl", "xtoken-pkl-shuffled", "context-specific transfer of P-KL (method − shuffled control)"),
+    ("xtoken-pkl", "hybrid", "X-Token P-KL vs the hybrid"),
+    ("xtoken-hkl", "ce", "X-Token H-KL vs early-stopped CE"),
+    ("xtoken-hkl", "xtoken-hkl-shuffled", "context-specific transfer of H-KL (method − shuffled control)"),
+    ("xtoken-hkl", "hybrid", "X-Token H-KL vs the hybrid"),
     ("kl-same", "ce-same", "KL with one shared tokenizer vs its CE"),
 ]
-
-
-def compare(a: list, b: list, seeds_a: list, seeds_b: list) -> dict:
-    """a − b over seeds: difference of means, the paired std of per-seed differences, the 2 × max-std bar.
-
-    ``beyond`` is True when |difference| > 2 × max(std_a, std_b): the kit's rule for a difference that counts.
-    """
-    sa, sb = _stats(a), _stats(b)
-    paired = [x - dict(zip(seeds_b, b))[s] for x, s in zip(a, seeds_a) if s in seeds_b]
-    diff = sa["mean"] - sb["mean"]
-    bar = 2 * max(sa["std"], sb["std"])
-    return {"diff": diff, "paired_std": _stats(paired)["std"] if paired else float("nan"), "bar": bar,
-            "beyond": abs(diff) > bar, "n": min(sa["n"], sb["n"])}
+#: The comparisons the notebooks' conclusions rest on: the ones :func:`extension_runs` may give more seeds.
+LEANED_ON = {("uld-offset", "ce"), ("uld-offset", "ce-ls"), ("uld-offset", "uld-shuffled"), ("hybrid", "ce"),
+             ("hybrid", "ce-ls"), ("hybrid", "hybrid-shuffled"), ("chunk-lik", "ce"),
+             ("chunk-lik", "chunk-lik-shuffled"), ("xtoken-pkl", "xtoken-pkl-shuffled"), ("xtoken-pkl", "hybrid"),
+             ("xtoken-hkl", "xtoken-hkl-shuffled"), ("xtoken-hkl", "hybrid")}
 
 
 def kl_share(means: dict, run: str) -> float:
@@ -301,16 +417,69 @@ def kl_share(means: dict, run: str) -> float:
     return (means["ce"] - means[run]) / gain if gain > 0 else float("nan")
 
 
-def summarize_protocol(records, seeds=SEEDS, grid_seeds=GRID_SEEDS) -> dict:
-    """Per regime: the grid choices, each run's test scores (selected and final), the comparisons, KL shares.
+def _finals(recs, regime: str, run: str, grid_seeds, seeds) -> list[dict]:
+    """The reported records of ``run`` in ``regime`` (at its chosen value), by seed."""
+    owner = _owner(run)
+    chosen = select_value(recs, regime, owner, grid_seeds) if owner else None
+    if owner and chosen is None:
+        return []
+    return sorted((r for r in recs if r["regime"] == regime and r["run"] == run and r["phase"] == "final"
+                   and r["seed"] in seeds and (owner is None or r["value"] == chosen)), key=lambda r: r["seed"])
 
-    Only complete information is reported: a run appears with the seeds it has (``n``), a comparison
-    only when both runs exist.
+
+def _judged(runs: dict, when: str, alpha: float = ALPHA) -> list[dict]:
+    """The regime's family of comparisons at ``when``, each with its paired interval and verdict (Holm)."""
+    family = [(a, b, what) for a, b, what in COMPARISONS if a in runs and b in runs]
+    diffs = [paired_difference(dict(zip(runs[a]["seeds"], runs[a][f"test_{when}"])),
+                               dict(zip(runs[b]["seeds"], runs[b][f"test_{when}"]))) for a, b, _ in family]
+    out = []
+    for (a, b, what), v in zip(family, judge_family(diffs, alpha)):
+        d = v.diff
+        out.append({"a": a, "b": b, "what": what, "when": when, "diff": d.mean, "paired_std": d.sd, "n": d.n,
+                    "diffs": list(d.diffs), "seeds": list(d.seeds), "p": d.p, "level": v.level, "low": v.low,
+                    "high": v.high, "confidence": v.confidence, "decided": v.decided, "bound": v.bound,
+                    "verdict": v.words, "family_size": len(family)})
+    return out
+
+
+def extension_level() -> float:
+    """The level of the extension rule's interval: α over the size of the whole pre-registered family (fixed)."""
+    return ALPHA / len(COMPARISONS)
+
+
+def extension_runs(records, regime: str, grid_seeds=GRID_SEEDS) -> set:
+    """The runs of ``regime`` that get :data:`EXTRA_SEEDS` (the rule in the module docstring).
+
+    Read from the 5-seed results of each comparison of :data:`LEANED_ON` alone: when its interval at confidence
+    1 − :func:`extension_level` (the most demanding level of the regime's family, fixed in advance) contains 0
+    and allows a difference of more than :data:`EXTENSION_BOUND`, both of its runs get more seeds. It depends
+    only on the two runs' first 5 seeds, so it never changes as other runs or more seeds arrive.
+    """
+    recs = [r for r in records if r["regime"] == regime]
+    out = set()
+    for a, b in sorted(LEANED_ON):
+        if a not in RUNS or b not in RUNS:
+            continue
+        fa, fb = (_finals(recs, regime, run, grid_seeds, SEEDS) for run in (a, b))
+        if len(fa) < len(SEEDS) or len(fb) < len(SEEDS):
+            continue
+        d = paired_difference({r["seed"]: r["test_selected"] for r in fa}, {r["seed"]: r["test_selected"] for r in fb})
+        lo, hi = d.interval(1.0 - extension_level())
+        if lo <= 0 <= hi and max(abs(lo), abs(hi)) > EXTENSION_BOUND:
+            out |= {a, b}
+    return out
+
+
+def summarize_protocol(records, seeds=SEEDS + EXTRA_SEEDS, grid_seeds=GRID_SEEDS) -> dict:
+    """Per regime: the grid choices, each run's test scores (selected and final), the judged comparisons, KL shares.
+
+    Only complete information is reported: a run appears with the seeds it has (``n``), a comparison only when
+    both runs exist (paired on the seeds both have).
     """
     out: dict = {}
-    for regime in REGIMES:
+    for regime, reg in REGIMES.items():
         recs = [r for r in records if r["regime"] == regime]
-        if not recs:
+        if not [r for r in recs if r["phase"] != "pilot"]:
             continue
         selection = {}
         for run, spec in RUNS.items():
@@ -322,12 +491,7 @@ def summarize_protocol(records, seeds=SEEDS, grid_seeds=GRID_SEEDS) -> dict:
                                   "at_edge": chosen is not None and chosen in (values[0], values[-1])}
         runs = {}
         for run in RUNS:
-            owner = _owner(run)
-            chosen = select_value(recs, regime, owner, grid_seeds) if owner else None
-            if owner and chosen is None:
-                continue
-            finals = sorted((r for r in recs if r["run"] == run and r["phase"] == "final" and r["seed"] in seeds
-                             and (owner is None or r["value"] == chosen)), key=lambda r: r["seed"])
+            finals = _finals(recs, regime, run, grid_seeds, seeds)
             if not finals:
                 continue
             runs[run] = {"spec": finals[0]["spec"], "label": run_label(finals[0]["spec"]),
@@ -336,20 +500,18 @@ def summarize_protocol(records, seeds=SEEDS, grid_seeds=GRID_SEEDS) -> dict:
                          "final": _stats([r["test_final"] for r in finals]),
                          "val_selected": _stats([r["val_selected"] for r in finals]),
                          "selected_step": [r["selected_step"] for r in finals],
+                         "steps": finals[0]["config"]["steps"],
                          "seconds": _stats([r["seconds"] for r in finals]),
                          "test_selected": [r["test_selected"] for r in finals],
                          "test_final": [r["test_final"] for r in finals]}
-        comps = []
-        for a, b, what in COMPARISONS:
-            if a in runs and b in runs:
-                for when in ("selected", "final"):
-                    c = compare(runs[a][f"test_{when}"], runs[b][f"test_{when}"], runs[a]["seeds"], runs[b]["seeds"])
-                    comps.append({"a": a, "b": b, "what": what, "when": when, **c})
+        comps = _judged(runs, "selected") + _judged(runs, "final")
         shares = {when: {run: kl_share({k: v[when]["mean"] for k, v in runs.items()}, run)
                          for run in runs if RUNS[run].family not in ("same",) and run != "ce"}
                   for when in ("selected", "final")}
-        out[regime] = {"base": REGIMES[regime], "selection": selection, "runs": runs, "comparisons": comps,
-                       "kl_share": shares}
+        budget = converged_budget(records, grid_seeds)[0] if reg.pilot else None
+        out[regime] = {"label": reg.label, "base": dict(reg.changes), "steps": budget or 300,
+                       "selection": selection, "runs": runs, "comparisons": comps, "kl_share": shares,
+                       "extended": sorted(extension_runs(records, regime, grid_seeds))}
     return out
 
 
@@ -369,15 +531,15 @@ def result_rows(summary: dict, regime: str, runs=None) -> list[list]:
 
 
 def comparison_rows(summary: dict, regime: str, pairs=None, when: str = "selected") -> list[list]:
-    """One row per comparison a − b at ``when``: what, difference, paired std, the 2 × max-std bar, verdict."""
+    """One row per comparison a − b at ``when``: what, mean paired difference, its interval (at the Holm level), n,
+    verdict."""
     rows = []
     for c in summary[regime]["comparisons"]:
         if c["when"] != when or (pairs is not None and (c["a"], c["b"]) not in pairs):
             continue
-        verdict = ("**a better, beyond 2×std**" if c["diff"] < 0 else "**b better, beyond 2×std**") if c["beyond"] \
-            else "within noise"
-        rows.append([f"`{c['a']}` − `{c['b']}`", c["what"], f"{c['diff']:+.4f}", f"{c['paired_std']:.4f}",
-                     f"{c['bar']:.4f}", verdict])
+        verdict = f"**{c['a']} {c['verdict']}**" if c["decided"] else c["verdict"]
+        rows.append([f"`{c['a']}` − `{c['b']}`", c["what"], f"{c['diff']:+.4f}",
+                     f"[{c['low']:+.4f}, {c['high']:+.4f}] ({c['confidence']:.2%})", c["n"], verdict])
     return rows
 
 
@@ -390,16 +552,16 @@ def find_comparison(summary: dict, regime: str, a: str, b: str, when: str = "sel
 
 
 def beats(summary: dict, regime: str, method: str, others=("ce", "ce-ls")) -> dict:
-    """Does ``method`` beat each of ``others`` and its own shuffled control beyond 2 × the larger std (selected step)?
+    """Is ``method`` better than each of ``others`` and its own shuffled control (Holm-judged interval, selected step)?
 
     Returns {other: True/False/None (missing)}; the control is under the key ``"shuffled"`` when it exists.
     """
     out = {}
     for other in others:
         c = find_comparison(summary, regime, method, other)
-        out[other] = None if c is None else bool(c["beyond"] and c["diff"] < 0)
+        out[other] = None if c is None else bool(c["decided"] and c["diff"] < 0)
     control = shuffled_control(method)
     if control:
         c = find_comparison(summary, regime, method, control)
-        out["shuffled"] = None if c is None else bool(c["beyond"] and c["diff"] < 0)
+        out["shuffled"] = None if c is None else bool(c["decided"] and c["diff"] < 0)
     return out
