@@ -60,7 +60,8 @@ def test_scaled_gkl_and_control_checkers():
     from uldviz.maths.identity import generalized_kl
 
     p = torch.tensor([0.3, 0.2, 0.1], dtype=torch.float64)
-    assert float(generalized_kl(p.log(), (c * p).log())) == pytest.approx(P * (c - 1 - math.log(c)))
+    assert float(generalized_kl(student_logprobs=(c * p).log(), teacher_logprobs=p.log())) == pytest.approx(
+        P * (c - 1 - math.log(c)))
     within = {"beyond": False, "diff": -0.01}
     assert ex04.check_control_difference(False, within).ok and not ex04.check_control_difference(True, within).ok
     assert ex04.check_control_difference(True, {"beyond": True, "diff": -0.1}).ok

@@ -46,7 +46,8 @@ def _loss_and_grad(objective, model, teacher, batch, pairs, ce_count=None, disti
 
 LOSSES = [dict(loss="uld", align="offset"), dict(loss="uld", align="positional"), dict(loss="uld", top_k=8),
           dict(loss="uld", shuffle_teacher=True), dict(loss="hybrid"), dict(loss="hybrid", divergence="jsd"),
-          dict(loss="hybrid", shuffle_teacher=True), dict(loss="chunk", chunk_tau=10.0),
+          dict(loss="hybrid", shuffle_teacher=True), dict(loss="chunk", chunk_tau=10.0), dict(loss="xtoken-pkl"),
+          dict(loss="xtoken-hkl"), dict(loss="xtoken-pkl", shuffle_teacher=True),
           dict(loss="ce", label_smoothing=0.1)]
 
 

@@ -38,6 +38,10 @@ __all__ = [
 LAMBDA_GRID = (0.3, 1.0, 3.0)
 ULD_GRID = (0.3, 1.0, 3.0, 10.0)
 CHUNK_GRID = (3.0, 10.0, 30.0)
+#: X-Token's terms push harder than the hybrid at λ = 1 (gradient norms ≈ 1.05 for P-KL and 0.82 for H-KL against
+#: the hybrid's 0.47 and CE's 2.8 on a default batch; the hybrid's grid ended at λ = 9, a push of 1.5 × CE's):
+#: the grid spans a push from 0.4 × to 3.4 × CE's.
+XTOKEN_GRID = (1.0, 3.0, 9.0)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,14 @@ RUNS: dict[str, RunSpec] = {
     "chunk-lik-shuffled": RunSpec(dict(loss="chunk", shuffle_teacher=True),
                                   "CE + λ·chunk likelihood, shuffled teacher (control)", inherits="chunk-lik",
                                   family="identity"),
+    "xtoken-pkl": RunSpec(dict(loss="xtoken-pkl"), "CE + λ·P-KL (X-Token, projection W)", grid=XTOKEN_GRID,
+                          family="identity"),
+    "xtoken-pkl-shuffled": RunSpec(dict(loss="xtoken-pkl", shuffle_teacher=True),
+                                   "CE + λ·P-KL, shuffled teacher (control)", inherits="xtoken-pkl", family="identity"),
+    "xtoken-hkl": RunSpec(dict(loss="xtoken-hkl"), "CE + λ·H-KL (X-Token, matches read off W)", grid=XTOKEN_GRID,
+                          family="identity"),
+    "xtoken-hkl-shuffled": RunSpec(dict(loss="xtoken-hkl", shuffle_teacher=True),
+                                   "CE + λ·H-KL, shuffled teacher (control)", inherits="xtoken-hkl", family="identity"),
     "ce-same": RunSpec(dict(loss="ce", same_tokenizer=True), "same tokenizer, CE only", tuned=None, family="same"),
     "kl-same": RunSpec(dict(loss="kl", same_tokenizer=True), "same tokenizer, CE + λ·KL", grid=LAMBDA_GRID,
                        family="same"),

@@ -123,7 +123,7 @@ def check_generalized_kl(fn) -> Feedback:
         return Feedback(False, "Your function still raises NotImplementedError: write its body.")
     except Exception as err:  # noqa: BLE001 - the learner's code: report, do not crash
         return Feedback(False, f"Your function raised {type(err).__name__}: {err}")
-    want = generalized_kl(log_p, log_q)
+    want = generalized_kl(student_logprobs=log_q, teacher_logprobs=log_p)
     if not isinstance(got, torch.Tensor) or got.shape != want.shape:
         return Feedback(False, f"Return one value per row: a tensor of shape {tuple(want.shape)}.")
     if torch.allclose(got, (log_p.exp() * (log_p - log_q)).sum(-1), atol=1e-8):
@@ -134,7 +134,7 @@ def check_generalized_kl(fn) -> Feedback:
     if not got.requires_grad:
         return Feedback(False, "The values are right but no gradient flows to log_q: use torch operations only.")
     (g_got,) = torch.autograd.grad(got.sum(), log_q)
-    (g_want,) = torch.autograd.grad(generalized_kl(log_p, log_q).sum(), log_q)
+    (g_want,) = torch.autograd.grad(generalized_kl(student_logprobs=log_q, teacher_logprobs=log_p).sum(), log_q)
     if not torch.allclose(g_got, g_want, rtol=1e-6, atol=1e-9):
         return Feedback(False, "The values are right but the gradient is not: avoid detaching or in-place tricks.")
     return Feedback(True, "Right, values and gradients: ∂/∂log q = q − p, zero exactly where the student matches.")

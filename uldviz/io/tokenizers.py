@@ -29,6 +29,8 @@ __all__ = [
     "train_bpe_tokenizer",
     "train_unigram_tokenizer",
     "TokenizerPair",
+    "NUMERAL_WORDS",
+    "numeral_tokenizers",
     "offline_tokenizers",
     "save_tokenizer",
     "load_tokenizer",
@@ -151,6 +153,37 @@ def train_unigram_tokenizer(text: str, vocab_size: int = STUDENT_VOCAB_SIZE):
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token=UNIGRAM_EOS, pad_token=UNIGRAM_PAD, unk_token=UNIGRAM_UNK
     )
+
+
+#: Words of the numeral pair (notebook 04): enough to write sentences about numbers.
+NUMERAL_WORDS = ("In", "the", "The", "year", "was", "is", "in", "of", "and", "there", "were", "apples", "people",
+                 "total", "answer", "page", "line", "list", "has", "items", "a", "it", "cost", "euros", "after",
+                 "before")
+
+
+def numeral_tokenizers() -> TokenizerPair:
+    """Two word-level tokenizers that fragment numbers differently (the case X-Token names), built offline.
+
+    The student keeps digit runs in pieces of up to three (Llama-3's rule: "2026" -> "202", "6") and has every
+    1-, 2- and 3-digit string in its vocabulary (1,110 numerals, 1,100 of them multi-digit); the teacher splits
+    every digit (Qwen's rule) and knows only "0".."9". Both share the words of :data:`NUMERAL_WORDS` and ``.``/``,``.
+    """
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = list(NUMERAL_WORDS) + [".", ","]
+    digits = [str(d) for d in range(10)]
+    numerals = digits + [f"{n:02d}" for n in range(100)] + [f"{n:03d}" for n in range(1000)]
+
+    def build(pieces, digit_rule):
+        vocab = {w: i for i, w in enumerate(["[UNK]", "[EOS]"] + words + pieces)}
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(),
+            pre_tokenizers.Split(Regex(digit_rule), behavior="isolated")])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="[EOS]", pad_token="[EOS]")
+
+    return TokenizerPair(build(numerals, r"\d{1,3}"), build(digits, r"\d"))
 
 
 # --------------------------------------------------------------------------- saving and loading

@@ -13,6 +13,7 @@ import torch
 
 __all__ = [
     "REDUCTIONS",
+    "PROB_FLOOR",
     "as_float_tensor",
     "require",
     "check_shape",
@@ -33,6 +34,8 @@ __all__ = [
 
 #: The ``reduction`` values of the distribution losses; ``'batchmean'`` is torch's name for the kit's ``'mean'``.
 REDUCTIONS = ("mean", "batchmean", "sum", "none")
+#: The probability a log is taken of where an exact divergence would be infinite (TRL GOLD's floor, 1e-8).
+PROB_FLOOR = 1e-8
 
 
 def as_float_tensor(x, name: str) -> torch.Tensor:

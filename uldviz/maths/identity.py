@@ -21,7 +21,14 @@ from typing import NamedTuple
 
 import torch
 
-from uldviz.maths.checks import check_mask, check_positive, compute_dtype, reduce_positions, validate_logits
+from uldviz.maths.checks import (
+    PROB_FLOOR,
+    check_mask,
+    check_positive,
+    compute_dtype,
+    reduce_positions,
+    validate_logits,
+)
 from uldviz.maths.losses import uld_distance
 from uldviz.vocab.shared import SharedVocab
 
@@ -34,6 +41,8 @@ __all__ = [
     "HybridTerms",
     "hybrid_uld_terms",
     "hybrid_uld_loss",
+    "per_sample_mean",
+    "gold_hybrid_loss",
     "log1mexp",
     "chunk_likelihood_loss",
     "ALM_TAU",
@@ -138,7 +147,8 @@ def chunk_log_likelihoods(logits, ids, sample, start, end) -> torch.Tensor:
     return torch.where(_group_mask(a, b, lp.shape[1]), rows, torch.zeros_like(rows)).sum(-1)
 
 
-def merged_group_logprobs(logits, ids, sample, start, end, *, anchor: str = "first") -> torch.Tensor:
+def merged_group_logprobs(logits, ids, sample, start, end, *, anchor: str = "first",
+                          factor_floor: float | None = None) -> torch.Tensor:
     r"""(G, V): GOLD's merged distribution of a group, in log space and not renormalised.
 
     ``anchor='first'`` (GOLD's "observed" merge): the distribution that predicts the group's first
@@ -157,7 +167,7 @@ def merged_group_logprobs(logits, ids, sample, start, end, *, anchor: str = "fir
     :math:`t` predicts :math:`t+1`) and reads ``probs[idx, token_ids[idx]]``, i.e. each distribution
     one position later than the token it is evaluated on; its "bayesian" path shifts by one, as
     here. Both anchors here use the causal shift. TRL multiplies probabilities with a floor of
-    1e-8 per factor; this sums log-probabilities exactly (no floor).
+    1e-8 per factor; this sums log-probabilities exactly, unless ``factor_floor`` (e.g. 1e-8) asks for TRL's.
     """
     if anchor not in ("first", "last"):
         raise ValueError(f"anchor must be 'first' or 'last', got {anchor!r}")
@@ -170,19 +180,36 @@ def merged_group_logprobs(logits, ids, sample, start, end, *, anchor: str = "fir
         pos, inside = a - 1, _group_mask(a + 1, b, lp.shape[1])
     else:
         pos, inside = b - 2, _group_mask(a, b - 1, lp.shape[1])
+    if factor_floor is not None:
+        rows = rows.clamp_min(math.log(factor_floor))
     scalar = torch.where(inside, rows, torch.zeros_like(rows)).sum(-1)
     return torch.log_softmax(z[s, pos], dim=-1) + scalar[:, None]
 
 
 # --------------------------------------------------------------------------- hybrid ULD
-def generalized_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    r"""Generalised KL per row, for un-normalised vectors: :math:`\sum_i p_i \log\frac{p_i}{q_i} - p_i + q_i`.
+def _zero_prob_floor(log_x: torch.Tensor) -> torch.Tensor:
+    r"""``log_x`` with :math:`-\infty` (probability exactly 0, e.g. a masked logit) read as :math:`\log 10^{-8}`.
 
-    It is :math:`\ge 0`, zero only at :math:`p = q`, and equals :math:`\mathrm{KL}(p\,\|\,q)` when both
-    sum to 1. Terms with :math:`p_i = 0` contribute :math:`q_i` (no 0 · log 0 NaN).
+    Used only where the exact divergence would be infinite; every finite value and its gradient is untouched,
+    and the floored entries carry no gradient (a masked logit has none to give).
     """
+    return torch.where(torch.isneginf(log_x), torch.full_like(log_x, math.log(PROB_FLOOR)), log_x)
+
+
+def generalized_kl(*, student_logprobs: torch.Tensor, teacher_logprobs: torch.Tensor) -> torch.Tensor:
+    r"""Generalised KL of the teacher's vector p from the student's q, per row (un-normalised vectors welcome):
+
+    .. math:: D(p \,\|\, q) = \sum_i p_i \log\frac{p_i}{q_i} - p_i + q_i
+
+    It is :math:`\ge 0`, zero only at :math:`p = q`, and equals :math:`\mathrm{KL}(p\,\|\,q)` when both sum to 1.
+    Terms with :math:`p_i = 0` contribute :math:`q_i` (no 0 · log 0 NaN). Where the student gives probability
+    exactly 0 (a masked logit, :math:`-\infty`) to a string the teacher gives mass, the exact value is
+    :math:`+\infty`; it reads :math:`q_i = 10^{-8}` there instead (TRL's floor), finite values are exact.
+    Keyword-only, (student, teacher): the two would be easy to swap.
+    """
+    log_p, log_q = teacher_logprobs, student_logprobs
     p, q = log_p.exp(), log_q.exp()
-    return (_xlogr(p, log_p, log_q) - p + q).sum(-1)
+    return (_xlogr(p, log_p, _zero_prob_floor(log_q)) - p + q).sum(-1)
 
 
 def _xlogr(x: torch.Tensor, log_x: torch.Tensor, log_y: torch.Tensor) -> torch.Tensor:
@@ -192,18 +219,27 @@ def _xlogr(x: torch.Tensor, log_x: torch.Tensor, log_y: torch.Tensor) -> torch.T
     return torch.where(live, x * (torch.where(live, log_x, zero) - torch.where(live, log_y, zero)), zero)
 
 
-def generalized_jsd(log_p: torch.Tensor, log_q: torch.Tensor, beta: float = GOLD_BETA) -> torch.Tensor:
-    r"""GOLD's generalised Jensen-Shannon divergence per row, with :math:`m = \beta p + (1-\beta) q`:
+def generalized_jsd(*, student_logprobs: torch.Tensor, teacher_logprobs: torch.Tensor, beta: float = GOLD_BETA,
+                    floor: float | None = None) -> torch.Tensor:
+    r"""GOLD's generalised Jensen-Shannon divergence per row, with :math:`m = \beta p + (1-\beta) q` (p the teacher's):
 
     .. math:: \mathrm{JSD}_\beta = \beta \sum_i p_i \log\frac{p_i}{m_i} + (1-\beta) \sum_i q_i \log\frac{q_i}{m_i}
 
-    (TRL's ``GOLDTrainer.generalized_jsd_loss``; β = 0.5 is the symmetric JSD). On un-normalised
-    vectors it needs no extra :math:`-p+q` terms: those of the two KLs cancel.
+    (TRL's ``GOLDTrainer.generalized_jsd_loss``; β = 0.5 is the symmetric JSD). On un-normalised vectors it needs
+    no extra :math:`-p+q` terms: those of the two KLs cancel. It is finite whatever the inputs; entries where both
+    are exactly 0 (masked logits on both sides) contribute 0 and no gradient. ``floor`` reproduces TRL's
+    convention, which replaces both vectors by :math:`\max(\cdot, 10^{-8})` (masses as well as logs).
     """
     beta = float(beta)
     if not 0.0 < beta < 1.0:
         raise ValueError(f"beta must be in (0, 1) (0 and 1 are the two KLs), got {beta}")
-    log_m = torch.logaddexp(log_p + math.log(beta), log_q + math.log1p(-beta))
+    log_p, log_q = teacher_logprobs, student_logprobs
+    if floor is not None:
+        log_p, log_q = (x.clamp_min(math.log(floor)) for x in (log_p, log_q))
+    both_zero = torch.isneginf(log_p) & torch.isneginf(log_q)
+    zero = torch.zeros_like(log_p)
+    log_m = torch.logaddexp(torch.where(both_zero, zero, log_p) + math.log(beta),
+                            torch.where(both_zero, zero, log_q) + math.log1p(-beta))
     p, q = log_p.exp(), log_q.exp()
     return (beta * _xlogr(p, log_p, log_m) + (1 - beta) * _xlogr(q, log_q, log_m)).sum(-1)
 
@@ -222,8 +258,14 @@ class HybridTerms(NamedTuple):
 
 
 def hybrid_uld_terms(student_logprobs, teacher_logprobs, shared: SharedVocab, *, weight=None,
-                     divergence: str = "gkl", beta: float = GOLD_BETA) -> HybridTerms:
-    r"""The two per-group parts of :func:`hybrid_uld_loss` and the weight w (see there)."""
+                     divergence: str = "gkl", beta: float = GOLD_BETA, floor: float | None = None,
+                     empty_side: str = "mass") -> HybridTerms:
+    r"""The two per-group parts of :func:`hybrid_uld_loss` and the weight w (see there).
+
+    ``floor`` (JSD only) and ``empty_side="zero"`` are TRL GOLD's conventions (:func:`gold_hybrid_loss`).
+    """
+    if empty_side not in ("mass", "zero"):
+        raise ValueError(f"empty_side must be 'mass' (the kit's) or 'zero' (TRL's), got {empty_side!r}")
     if not isinstance(shared, SharedVocab):
         raise TypeError(f"shared must be a uldviz.vocab.shared.SharedVocab, got {type(shared).__name__}")
     if divergence not in ("gkl", "jsd"):
@@ -246,14 +288,17 @@ def hybrid_uld_terms(student_logprobs, teacher_logprobs, shared: SharedVocab, *,
     dtype = torch.promote_types(compute_dtype(s), compute_dtype(t))
     s, t = s.to(dtype), t.detach().to(dtype)
     if len(shared):
-        ls, lt = s[..., shared.student_ids.to(s.device)], t[..., shared.teacher_ids.to(t.device)]
-        div = generalized_kl(lt, ls) if divergence == "gkl" else generalized_jsd(lt, ls, beta)
+        ls, lt = s[..., shared.shared_ids("student", s.device)], t[..., shared.shared_ids("teacher", t.device)]
+        div = (generalized_kl(student_logprobs=ls, teacher_logprobs=lt) if divergence == "gkl"
+               else generalized_jsd(student_logprobs=ls, teacher_logprobs=lt, beta=beta, floor=floor))
     else:
         div = s.new_zeros(s.shape[:-1])
-    q = s[..., shared.unshared_ids("student", vs).to(s.device)].exp()
-    p = t[..., shared.unshared_ids("teacher", vt).to(t.device)].exp()
+    q = s[..., shared.unshared_ids("student", vs, s.device)].exp()
+    p = t[..., shared.unshared_ids("teacher", vt, t.device)].exp()
     if q.shape[-1] and p.shape[-1]:
         rest = uld_distance(q, p)
+    elif empty_side == "zero":  # TRL: no unmatched term when one side has no unmatched id
+        rest = s.new_zeros(s.shape[:-1])
     else:  # one side has no unshared token: sorted L1 against zero padding is the other side's mass
         rest = q.sum(-1) + p.sum(-1)
     return HybridTerms(div, rest, w)
@@ -288,6 +333,34 @@ def hybrid_uld_loss(student_logprobs, teacher_logprobs, shared: SharedVocab, *, 
     per_group = terms.total
     m = check_mask(mask, per_group.shape, per_group.device)
     return reduce_positions(per_group, m, reduction)
+
+
+def per_sample_mean(values: torch.Tensor, sample: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Mean of ``values`` within each sample, then over the ``batch_size`` samples (a sample without any counts 0).
+
+    TRL's reduction; the kit's ``reduction="mean"`` pools every group of the batch instead, which weighs a
+    sample by its number of groups (they differ on ragged batches).
+    """
+    s = torch.as_tensor(sample, device=values.device).long()
+    sums = torch.zeros(batch_size, dtype=values.dtype, device=values.device).index_add(0, s, values)
+    counts = torch.zeros(batch_size, dtype=values.dtype, device=values.device).index_add(
+        0, s, torch.ones_like(values))
+    return (sums / counts.clamp_min(1)).mean()
+
+
+def gold_hybrid_loss(student_logprobs, teacher_logprobs, shared: SharedVocab, sample, batch_size: int, *,
+                     beta: float = GOLD_BETA, weight=None) -> torch.Tensor:
+    r"""The hybrid loss exactly as TRL 1.16's GOLD ``ULDLoss`` computes it (the kit's parity setting).
+
+    Give it merged rows made as TRL merges them (:func:`merged_group_logprobs` with ``factor_floor=1e-8``;
+    ``anchor="last"`` for TRL's "bayesian", ``"first"`` for "observed" on logits shifted by one row) and a
+    raw-string map (``SharedVocab.from_tokenizers(..., match="raw")``). Then: JSD with β on both vectors floored
+    at :math:`10^{-8}`, sorted L1 on the rest (0 where a side has no unmatched id), weights
+    :math:`w = |S|/|V_T|`, mean over groups within a sample, then over the ``batch_size`` samples.
+    """
+    terms = hybrid_uld_terms(student_logprobs, teacher_logprobs, shared, weight=weight, divergence="jsd", beta=beta,
+                             floor=PROB_FLOOR, empty_side="zero")
+    return per_sample_mean(terms.total, sample, batch_size)
 
 
 # --------------------------------------------------------------------------- chunk likelihood (ALM)

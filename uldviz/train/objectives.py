@@ -213,6 +213,19 @@ def _hybrid(s_rows, t_rows, obj):
                             divergence=obj.cfg.divergence).total
 
 
+def _projected_kl(s_rows, t_rows, obj):
+    from uldviz.maths.xtoken import projected_kl
+
+    return projected_kl(s_rows, t_rows, obj.projection)
+
+
+def _relaxed_hybrid(s_rows, t_rows, obj):
+    from uldviz.maths.identity import hybrid_uld_terms
+
+    weight = 0.5 if obj.cfg.hybrid_weight is None else obj.cfg.hybrid_weight  # X-Token's 1 : 1
+    return hybrid_uld_terms(s_rows, t_rows, obj.matched_vocab, weight=weight, divergence=obj.cfg.divergence).total
+
+
 def _chunk(s_rows, t_rows, obj):
     from uldviz.maths.identity import chunk_likelihood_loss
 
@@ -231,6 +244,12 @@ register(Term("hybrid", "a divergence on shared token strings + sorted L1 on the
               reads=("shuffle_teacher", "hybrid_weight", "divergence")))
 register(Term("chunk", "likelihood of aligned text chunks, ALM's binarised divergence", "logits", _groups,
               _chunk_ll("student"), _chunk_ll("teacher"), _chunk, reads=("shuffle_teacher", "chunk_tau")))
+
+register(Term("xtoken-pkl", "X-Token P-KL: KL(teacher || student projected through W), per span group", "logits",
+              _groups, _merged("student"), _merged("teacher"), _projected_kl, reads=("shuffle_teacher",)))
+register(Term("xtoken-hkl", "X-Token H-KL: the hybrid with its matched set read off W (relaxed matching)", "logits",
+              _groups, _merged("student"), _merged("teacher"), _relaxed_hybrid,
+              reads=("shuffle_teacher", "hybrid_weight", "divergence")))
 
 #: The loss names every loop accepts (``uld-cache`` is ``uld`` trained from a teacher cache).
 LOSS_NAMES = tuple(TERMS)
@@ -300,7 +319,7 @@ class Objective:
             raise ValueError(f"the shuffled-teacher control is not defined for loss {cfg.loss!r}")
         seed = getattr(cfg, "seed", 0) if seed is None else seed
         self.generator = torch.Generator().manual_seed(2000 + seed) if cfg.shuffle_teacher else None
-        self._shared = None
+        self._shared = self._projection = self._matched = None
 
     @property
     def distills(self) -> bool:
@@ -311,6 +330,24 @@ class Objective:
     def needs_teacher(self) -> bool:
         """Whether a teacher model must run each step (not for CE, λ = 0, or a teacher cache)."""
         return self.distills and self.term.teacher == "logits"
+
+    @property
+    def projection(self):
+        """X-Token's W between the two tokenizers (:func:`uldviz.vocab.projection.build_projection`), built once."""
+        if self._projection is None:
+            from uldviz.vocab.projection import build_projection
+
+            self._projection = build_projection(self.student_tokenizer, self.teacher_tokenizer)
+        return self._projection
+
+    @property
+    def matched_vocab(self):
+        """H-KL's matched set read off W (:func:`uldviz.maths.xtoken.matched_vocab`), built once."""
+        if self._matched is None:
+            from uldviz.maths.xtoken import matched_vocab
+
+            self._matched = matched_vocab(self.projection)
+        return self._matched
 
     @property
     def shared_vocab(self):

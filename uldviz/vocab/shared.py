@@ -31,8 +31,9 @@ __all__ = ["SPECIAL_TOKEN_RULE", "MATCH_RULES", "SharedVocab", "surface_vocab", 
 
 #: The special-token rule of surface matching, in words (the module docstring gives the reason).
 SPECIAL_TOKEN_RULE = "special tokens are never shared strings: they spell no text"
-#: How entries are compared: "surface" (the kit's: decoded text, no specials) or "raw" (TRL GOLD's: as stored).
-MATCH_RULES = ("surface", "raw")
+#: How entries are compared: "surface" (the kit's: decoded text, no specials) or "raw" (TRL GOLD's: as stored);
+#: "projection" marks a map read off X-Token's W (:func:`uldviz.maths.xtoken.matched_vocab`).
+MATCH_RULES = ("surface", "raw", "projection")
 _SIDES = ("student", "teacher")
 
 
@@ -204,8 +205,8 @@ class SharedVocab:
     @classmethod
     def from_tokenizers(cls, student_tok, teacher_tok, *, match: str = "surface") -> "SharedVocab":
         """The strings two tokenizers share: ``match="surface"`` (the kit's rule) or ``"raw"`` (TRL GOLD's)."""
-        if match not in MATCH_RULES:
-            raise ValueError(f"match must be one of {MATCH_RULES}, got {match!r}")
+        if match not in ("surface", "raw"):
+            raise ValueError(f"match must be 'surface' or 'raw' to read two tokenizers, got {match!r}")
         read = surface_vocab if match == "surface" else raw_vocab
         return cls.from_vocabs(read(student_tok), read(teacher_tok), student_size=len(student_tok),
                                teacher_size=len(teacher_tok), match=match)

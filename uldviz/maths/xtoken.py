@@ -1,0 +1,164 @@
+r"""X-Token's losses (Turuvekere Sreenivas et al., 2026, arXiv 2605.21699): a projection instead of a partition.
+
+GOLD's hybrid splits the vocabularies into exactly matched strings and the rest. When the two tokenizers cut
+some text differently — a student that keeps "201" whole, a teacher that writes "2", "0", "1" — the whole family
+of such tokens falls into the unmatched set, and the matched divergence pulls the student's mass towards "2".
+X-Token instead maps every student token to teacher tokens with a sparse row-stochastic matrix
+:math:`W \in \mathbb R_{\ge 0}^{|V_S|\times|V_T|}` built from string rules (:mod:`uldviz.vocab.projection`):
+
+- **P-KL** (no partition): the student's distribution seen through W, compared with the teacher's by KL,
+
+  .. math:: \mathrm{P\text{-}KL} = \mathrm{KL}\Big(p_T \,\Big\|\, \frac{W^\top p_S}{\mathbf 1^\top W^\top p_S}\Big);
+
+- **H-KL** (relaxed matching): the hybrid form, with the matched set :math:`C` taken from W — each student
+  token paired with its top teacher token :math:`\arg\max_t W_{s,t}` when that weight is at least 0.6 (a teacher
+  token claimed twice goes to the larger weight, then the lower student id), :func:`matched_vocab`.
+
+Both are computed per span group (:mod:`uldviz.alignment.spans`) on the distributions that predict the group's
+first token, the same anchor as the kit's hybrid. X-Token's released code (NeMo RL; the TRL pull request)
+averages the distributions over a chunk's positions instead, and keeps the teacher's top-8,192 tokens; the kit's
+vocabularies are small enough to keep all. A teacher token no student token maps to gets
+:math:`W^\top p_S = 0`: KL is then infinite, and the kit floors the projected probability at :data:`PROB_FLOOR`
+(:math:`\log \max(\hat q, 10^{-8})`, TRL's floor), which departs from the exact value only where the exact value
+is infinite (a teacher token that no student token maps to, or that the student gives probability exactly 0).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from uldviz.maths.checks import PROB_FLOOR, compute_dtype, validate_logits
+from uldviz.vocab.shared import SharedVocab
+
+__all__ = ["PROB_FLOOR", "MATCH_THRESHOLD", "Projection", "projected_kl", "matched_vocab"]
+
+#: H-KL's matched set keeps a student token whose top weight under W is at least this (X-Token's reference code).
+MATCH_THRESHOLD = 0.6
+
+
+@dataclass
+class Projection:
+    """A sparse student→teacher map W, stored as coordinates: ``W[student[k], teacher[k]] = weight[k]``.
+
+    Each row sums to 1 or is empty (a student token that maps nowhere, e.g. a special token). ``student_size``
+    and ``teacher_size`` are the vocabulary sizes (logits widths) it was built for.
+    """
+
+    student: torch.Tensor
+    teacher: torch.Tensor
+    weight: torch.Tensor
+    student_size: int
+    teacher_size: int
+    _dense: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        s, t, w = (torch.as_tensor(x) for x in (self.student, self.teacher, self.weight))
+        if not (s.dim() == t.dim() == w.dim() == 1 and s.shape == t.shape == w.shape):
+            raise ValueError("student, teacher and weight must be 1-D of one length (one entry per non-zero of W)")
+        if s.numel() and (int(s.min()) < 0 or int(s.max()) >= self.student_size
+                          or int(t.min()) < 0 or int(t.max()) >= self.teacher_size):
+            raise ValueError(f"W has an index outside its {self.student_size} x {self.teacher_size} shape")
+        if w.numel() and (not bool(torch.isfinite(w).all()) or bool((w < 0).any())):
+            raise ValueError("W's weights must be finite and >= 0")
+        rows = torch.zeros(self.student_size, dtype=torch.float64).index_add_(0, s.long(), w.double())
+        if bool(((rows > 0) & ((rows - 1).abs() > 1e-5)).any()):
+            raise ValueError("every non-empty row of W must sum to 1 (W is row-stochastic)")
+        self.student, self.teacher, self.weight = s.long().cpu(), t.long().cpu(), w.float().cpu()
+
+    @property
+    def nnz(self) -> int:
+        """How many non-zero weights W has."""
+        return int(self.weight.numel())
+
+    def row(self, s: int) -> dict[int, float]:
+        """Student token ``s``'s teacher tokens and weights, largest first."""
+        keep = self.student == s
+        pairs = sorted(zip(self.teacher[keep].tolist(), self.weight[keep].tolist()), key=lambda x: -x[1])
+        return dict(pairs)
+
+    def transposed(self, device, dtype) -> torch.Tensor:
+        r""":math:`W^\top` as a sparse CSR tensor (teacher × student) on ``device`` in ``dtype``, built once each."""
+        key = (str(device), dtype)
+        if key not in self._dense:
+            idx = torch.stack([self.teacher, self.student]).to(device)
+            wt = torch.sparse_coo_tensor(idx, self.weight.to(device=device, dtype=dtype),
+                                         (self.teacher_size, self.student_size), check_invariants=True).coalesce()
+            if wt.device.type == "cpu":  # CSR multiplies faster on the CPU
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
+                    wt = wt.to_sparse_csr()
+            self._dense[key] = wt
+        return self._dense[key]
+
+    def project(self, student_probs: torch.Tensor) -> torch.Tensor:
+        r""":math:`W^\top p` for rows ``student_probs`` (N, V_S) -> (N, V_T): each student token's mass sent to its
+        teacher tokens (differentiable in ``student_probs``)."""
+        p = student_probs
+        if p.dim() != 2 or p.shape[-1] != self.student_size:
+            raise ValueError(f"student_probs must be (rows, {self.student_size}), got {tuple(p.shape)}")
+        return torch.sparse.mm(self.transposed(p.device, p.dtype), p.t()).t()
+
+
+def _xlogy_ratio(p: torch.Tensor, log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Σ p (log p − log q) per row, with 0 where p = 0 and no NaN in either pass."""
+    live = p > 0
+    zero = torch.zeros_like(p)
+    return torch.where(live, p * (torch.where(live, log_p, zero) - torch.where(live, log_q, zero)), zero).sum(-1)
+
+
+def projected_kl(student_logprobs, teacher_logprobs, projection: Projection, *, floor: float = PROB_FLOOR
+                 ) -> torch.Tensor:
+    r"""P-KL per row: :math:`\mathrm{KL}(p_T \,\|\, \widehat{W^\top p_S})` with the projection renormalised.
+
+    ``student_logprobs`` (N, V_S) and ``teacher_logprobs`` (N, V_T) are log-distributions of the same rows
+    (e.g. the distributions that predict each span group's first token; a constant added to a row — GOLD's merge
+    factor — cancels in the renormalisation). A projected probability of exactly 0 is read as ``floor`` inside the
+    log (see the module docstring); every positive one is exact. Gradients reach the student only.
+    """
+    s = validate_logits(student_logprobs, "student_logprobs")
+    t = validate_logits(teacher_logprobs, "teacher_logprobs")
+    if s.shape[:-1] != t.shape[:-1] or s.dim() != 2:
+        raise ValueError(f"student_logprobs {tuple(s.shape)} and teacher_logprobs {tuple(t.shape)} must be (rows, V) "
+                         "with the same rows")
+    if (s.shape[-1], t.shape[-1]) != (projection.student_size, projection.teacher_size):
+        raise ValueError(f"W is {projection.student_size} x {projection.teacher_size} but the rows have vocabularies "
+                         f"{s.shape[-1]} (student) and {t.shape[-1]} (teacher): was it built for other tokenizers?")
+    if not 0 < floor < 1:
+        raise ValueError(f"floor must be in (0, 1), got {floor}")
+    dtype = torch.promote_types(compute_dtype(s), compute_dtype(t))
+    p_s = torch.softmax(s.to(dtype), dim=-1)
+    q = projection.project(p_s)
+    q_hat = q / q.sum(-1, keepdim=True).clamp_min(floor)
+    live = q_hat > 0  # log only of positive entries: a zero would give an infinite value and a NaN gradient
+    log_q = torch.where(live, torch.log(torch.where(live, q_hat, torch.ones_like(q_hat))),
+                        torch.full_like(q_hat, math.log(floor)))
+    log_t = torch.log_softmax(t.detach().to(dtype), dim=-1)
+    return _xlogy_ratio(log_t.exp(), log_t, log_q)
+
+
+def matched_vocab(projection: Projection, *, threshold: float = MATCH_THRESHOLD) -> SharedVocab:
+    """H-KL's matched set C from W: each student token with its top teacher token if that weight >= ``threshold``.
+
+    A teacher token claimed by several student tokens goes to the largest weight, ties to the lowest student id,
+    so C is one-to-one (a :class:`~uldviz.vocab.shared.SharedVocab` with ``match="projection"`` strings
+    ``"s->t"``), ready for the hybrid loss.
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    best: dict[int, tuple[float, int]] = {}  # student -> (weight, teacher)
+    for s, t, w in zip(projection.student.tolist(), projection.teacher.tolist(), projection.weight.tolist()):
+        if w >= threshold - 1e-9 and (s not in best or w > best[s][0] or (w == best[s][0] and t < best[s][1])):
+            best[s] = (w, t)
+    owner: dict[int, tuple[float, int]] = {}  # teacher -> (weight, student)
+    for s, (w, t) in best.items():
+        cur = owner.get(t)
+        if cur is None or w > cur[0] + 1e-12 or (math.isclose(w, cur[0], abs_tol=1e-12) and s < cur[1]):
+            owner[t] = (w, s)
+    teachers = sorted(owner)
+    return SharedVocab(torch.tensor([owner[t][1] for t in teachers], dtype=torch.long),
+                       torch.tensor(teachers, dtype=torch.long), [f"{owner[t][1]}->{t}" for t in teachers],
+                       projection.student_size, projection.teacher_size, match="projection")

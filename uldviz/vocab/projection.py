@@ -1,0 +1,76 @@
+r"""X-Token's projection W built from string rules: which teacher tokens each student token's text becomes.
+
+For every student token s (special tokens excepted) its surface text is re-tokenized by the teacher
+(:func:`uldviz.vocab.strings.normalized_token`, then the teacher's tokenizer without special tokens). The first
+:data:`MAX_PIECES` teacher pieces :math:`\tau_1..\tau_n` receive decaying weights, most of the row on the first
+piece (the token that a next-token distribution over the teacher's vocabulary would put the mass on):
+
+.. math:: W_{s,\tau_k} \mathrel{+}= \frac{0.9\cdot 0.1^{\,k-1}}{\sum_{j=1}^{n} 0.9\cdot 0.1^{\,j-1}}
+
+A student token whose text is exactly one teacher token (the kit's surface rule, :mod:`uldviz.vocab.shared`) gets a
+one-hot row. Each row keeps its :data:`ROW_TOP_K` largest weights and is renormalised to sum to 1. This follows
+X-Token's released recipe (NeMo RL's ``minimal_projection_via_multitoken`` and ``reapply_exact_map``, as run in its
+tests: exact matches pinned, no reverse pass, top 4 per row) and leaves out its optional extras (a reverse
+teacher→student pass, fuzzy matching of special-token names, a "scale" column). Nothing is learned.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from uldviz.maths.xtoken import Projection
+from uldviz.vocab.shared import surface_vocab
+from uldviz.vocab.strings import is_byte_level, normalized_token
+
+__all__ = ["MAX_PIECES", "ROW_TOP_K", "piece_weights", "build_projection"]
+
+#: How many teacher pieces of a student token's text receive weight.
+MAX_PIECES = 4
+#: How many teacher tokens each row of W keeps.
+ROW_TOP_K = 4
+
+
+def piece_weights(n: int) -> list[float]:
+    """The decaying weights of n pieces, 0.9 · 0.1^(k-1) renormalised (n = 1: [1]; n = 2: [0.909, 0.091])."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    raw = [0.9 * 0.1 ** k for k in range(n)]
+    return [w / sum(raw) for w in raw]
+
+
+def build_projection(student_tok, teacher_tok, *, max_pieces: int = MAX_PIECES, top_k: int = ROW_TOP_K) -> Projection:
+    """W for two tokenizers (student rows, teacher columns), from the string rules of the module docstring."""
+    if max_pieces < 1 or top_k < 1:
+        raise ValueError(f"max_pieces and top_k must be >= 1, got {max_pieces} and {top_k}")
+    s_size, t_size = len(student_tok), len(teacher_tok)
+    teacher_surface = surface_vocab(teacher_tok)
+    specials = set(getattr(student_tok, "all_special_ids", []))
+    byte_level = is_byte_level(student_tok)
+    vocab = student_tok.get_vocab()
+    rows: dict[int, dict[int, float]] = {}
+    for token, s in vocab.items():
+        if s in specials or s >= s_size:
+            continue
+        text = normalized_token(token, byte_level)
+        if not text:  # part of a multi-byte character: it spells no text of its own
+            continue
+        if text in teacher_surface:
+            rows[s] = {teacher_surface[text]: 1.0}
+            continue
+        pieces = teacher_tok(text, add_special_tokens=False)["input_ids"][:max_pieces]
+        if not pieces:
+            continue
+        row: dict[int, float] = {}
+        for t, w in zip(pieces, piece_weights(len(pieces))):
+            row[t] = row.get(t, 0.0) + w
+        rows[s] = row
+    student, teacher, weight = [], [], []
+    for s in sorted(rows):
+        kept = sorted(rows[s].items(), key=lambda x: (-x[1], x[0]))[:top_k]
+        total = sum(w for _, w in kept)
+        for t, w in kept:
+            student.append(s)
+            teacher.append(t)
+            weight.append(w / total)
+    return Projection(torch.tensor(student, dtype=torch.long), torch.tensor(teacher, dtype=torch.long),
+                      torch.tensor(weight, dtype=torch.float32), s_size, t_size)
