@@ -122,7 +122,7 @@ def sample_windows(text: str, n: int, chars: int, generator: torch.Generator) ->
     """``n`` random windows of ``chars`` characters from ``text`` (reproducible with ``generator``)."""
     if len(text) <= chars:
         raise ValueError(f"text has {len(text)} characters, fewer than one window of {chars}")
-    starts = torch.randint(0, len(text) - chars, (n,), generator=generator).tolist()
+    starts = torch.randint(0, len(text) - chars, (n,), generator=generator, device="cpu").tolist()
     return [text[s:s + chars] for s in starts]
 
 

@@ -140,7 +140,7 @@ def _has_tangent(*xs: Tensor) -> bool:
 # --------------------------------------------------------------------------- full sort
 def _empty_sign() -> Tensor:
     """The placeholder returned for a side that needs no gradient (custom ops always return their tensors)."""
-    return torch.empty(0, dtype=torch.int8)
+    return torch.empty(0, dtype=torch.int8, device="cpu")  # the numpy kernel runs on the CPU only
 
 
 @torch.library.custom_op("uldviz::sorted_l1", mutates_args=(), device_types="cpu")
@@ -152,8 +152,8 @@ def _sorted_l1_op(a: Tensor, b: Tensor, need_a: bool, need_b: bool) -> tuple[Ten
     m = bn.shape[1]
     short = min(n, m)
     dist = np.empty(rows, dtype=an.dtype)
-    ga = torch.empty((rows, n), dtype=torch.int8) if need_a else _empty_sign()
-    gb = torch.empty((rows, m), dtype=torch.int8) if need_b else _empty_sign()
+    ga = torch.empty((rows, n), dtype=torch.int8, device="cpu") if need_a else _empty_sign()
+    gb = torch.empty((rows, m), dtype=torch.int8, device="cpu") if need_b else _empty_sign()
 
     def block(r0: int, r1: int) -> None:
         """Sort one block of rows, sum |differences| (+ the longer side's tail), keep signs."""

@@ -252,7 +252,7 @@ def shuffled_distances(probs: torch.Tensor, generator: torch.Generator) -> dict:
     """
     if probs.dim() != 2 or probs.shape[0] < 2:
         raise ValueError(f"probs must be (rows >= 2, vocabulary), got {tuple(probs.shape)}")
-    perm = torch.randperm(probs.shape[0], generator=generator).to(probs.device)
+    perm = torch.randperm(probs.shape[0], generator=generator, device="cpu").to(probs.device)
     other = probs[perm]
     uld = uld_distance(probs, other)
     l1 = (probs - other).abs().sum(-1)

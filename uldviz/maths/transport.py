@@ -320,8 +320,8 @@ def unpadded_emd(p, q, *, num_itermax: int | None = None, max_bytes: float | Non
     def solve(pi, qi):
         """One position: OT with masses 1/n and 1/m on the raw values, scaled by max(n, m)."""
         if _is_torch(pi):
-            a = torch.full((n,), 1.0 / n, dtype=pi.dtype)
-            b = torch.full((m,), 1.0 / m, dtype=pi.dtype)
+            a = torch.full((n,), 1.0 / n, dtype=pi.dtype, device=pi.device)
+            b = torch.full((m,), 1.0 / m, dtype=pi.dtype, device=pi.device)
         else:
             a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
         with warnings.catch_warnings(record=True) as caught:

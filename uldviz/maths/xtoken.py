@@ -64,7 +64,7 @@ class Projection:
             raise ValueError(f"W has an index outside its {self.student_size} x {self.teacher_size} shape")
         if w.numel() and (not bool(torch.isfinite(w).all()) or bool((w < 0).any())):
             raise ValueError("W's weights must be finite and >= 0")
-        rows = torch.zeros(self.student_size, dtype=torch.float64).index_add_(0, s.long(), w.double())
+        rows = torch.zeros(self.student_size, dtype=torch.float64, device=s.device).index_add_(0, s.long(), w.double())
         if bool(((rows > 0) & ((rows - 1).abs() > 1e-5)).any()):
             raise ValueError("every non-empty row of W must sum to 1 (W is row-stochastic)")
         self.student, self.teacher, self.weight = s.long().cpu(), t.long().cpu(), w.float().cpu()
@@ -159,6 +159,7 @@ def matched_vocab(projection: Projection, *, threshold: float = MATCH_THRESHOLD)
         if cur is None or w > cur[0] + 1e-12 or (math.isclose(w, cur[0], abs_tol=1e-12) and s < cur[1]):
             owner[t] = (w, s)
     teachers = sorted(owner)
-    return SharedVocab(torch.tensor([owner[t][1] for t in teachers], dtype=torch.long),
-                       torch.tensor(teachers, dtype=torch.long), [f"{owner[t][1]}->{t}" for t in teachers],
-                       projection.student_size, projection.teacher_size, match="projection")
+    cpu = dict(dtype=torch.long, device="cpu")  # an index map, kept on the CPU like SharedVocab's
+    return SharedVocab(torch.tensor([owner[t][1] for t in teachers], **cpu), torch.tensor(teachers, **cpu),
+                       [f"{owner[t][1]}->{t}" for t in teachers], projection.student_size, projection.teacher_size,
+                       match="projection")

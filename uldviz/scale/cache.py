@@ -41,9 +41,9 @@ def cache_row_bytes(k: int, dtype: str = "float16") -> int:
 
 def _shard_tensors(rows: list[dict], k: int, dtype: torch.dtype) -> dict:
     """One shard: per-example rows concatenated, ``example_start`` (E+1) marking where each example begins."""
-    counts = torch.tensor([0] + [len(r["pos"]) for r in rows])
+    counts = torch.tensor([0] + [len(r["pos"]) for r in rows], device="cpu")  # shards are written from the CPU
     cat = lambda key, shape, dt: (torch.cat([r[key] for r in rows]) if int(counts.sum())  # noqa: E731
-                                  else torch.zeros(shape, dtype=dt))
+                                  else torch.zeros(shape, dtype=dt, device="cpu"))
     return {
         "example_start": torch.cumsum(counts, 0).to(torch.int64),
         "student_index": cat("pos", (0,), torch.int32).to(torch.int32).contiguous(),
@@ -152,7 +152,9 @@ class TeacherCache:
         """The cached targets of a batch's examples (``batch.index``), flattened: one row per cached position."""
         rows = [self.example(int(i)) for i in batch.index]
         counts = [len(r["pos"]) for r in rows]
-        return CachedPairs(torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(counts, dtype=torch.long)),
+        cpu = dict(device="cpu")  # read on the CPU (a DataLoader worker), moved with the batch
+        sample = torch.repeat_interleave(torch.arange(len(rows), **cpu), torch.tensor(counts, dtype=torch.long, **cpu))
+        return CachedPairs(sample,
                            torch.cat([r["pos"].long() for r in rows]),
                            torch.cat([r["probs"].float() for r in rows]).reshape(-1, self.k),
                            torch.cat([r["tail"].float() for r in rows]))

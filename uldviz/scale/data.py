@@ -153,7 +153,8 @@ def global_batch(step: int, n_examples: int, size: int, seed: int) -> list[int]:
     for pos in range(step * size, (step + 1) * size):
         epoch, i = divmod(pos, n_examples)
         if i == 0 or not out:
-            order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            order = torch.randperm(n_examples, generator=gen, device="cpu")  # data order: CPU
         out.append(int(order[i]))
     return out
 

@@ -25,7 +25,7 @@ def held_out_blocks(tokenizer, text: str, block: int, batch: int, world: int) ->
     """The text's blocks, padded with empty rows to a multiple of ``world * batch`` rows."""
     rows = encode_blocks(tokenizer, text, block)
     per = math.ceil(len(rows) / (world * batch)) * batch
-    pad = torch.full((per * world - len(rows), block), -100, dtype=torch.long)
+    pad = torch.full((per * world - len(rows), block), -100, dtype=torch.long, device=rows.device)
     pad[:, 0] = tokenizer.eos_token_id
     return torch.cat([rows, pad])
 

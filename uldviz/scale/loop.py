@@ -136,7 +136,7 @@ def train(cfg: ScaleConfig) -> TrainResult:
         micro = next(feed)  # (batch, pairs) x grad_accum, tokenized and paired by the DataLoader's workers
         wait_seconds += time.perf_counter() - t0
         # global counts, so that every process divides by the same totals
-        counts = torch.tensor([objective.counts(b, p) + (int(b.student_valid.sum()),) for b, p in micro])
+        counts = torch.tensor([objective.counts(b, p) + (int(b.student_valid.sum()),) for b, p in micro], device="cpu")
         n_ce, n_d, n_tok = acc.reduce(counts.sum(0).to(acc.device), reduction="sum").tolist()
         lr = set_lr(opt, state.step, cfg)
         # forward and backward; gradients are synchronised on the last micro-batch only

@@ -87,7 +87,7 @@ def encode_blocks(tokenizer, text: str, block_size: int) -> torch.Tensor:
     for i in range(0, len(ids), step):
         chunk = ids[i : i + step]
         rows.append([eos] + chunk + [-100] * (step - len(chunk)))
-    return torch.tensor(rows, dtype=torch.long)
+    return torch.tensor(rows, dtype=torch.long, device="cpu")  # tokenizer output; moved per batch
 
 
 def sample_blocks(ids: torch.Tensor, batch_size: int, block_size: int, eos_id: int,
@@ -107,9 +107,10 @@ def sample_blocks(ids: torch.Tensor, batch_size: int, block_size: int, eos_id: i
     span = block_size - 1
     if len(ids) < span:
         raise ValueError(f"the text has {len(ids)} tokens, fewer than one block of {span}")
-    starts = torch.randint(0, len(ids) - span + 1, (batch_size,), generator=generator)
+    starts = torch.randint(0, len(ids) - span + 1, (batch_size,), generator=generator, device=ids.device)
     targets = torch.stack([ids[s : s + span] for s in starts.tolist()])
-    inputs = torch.cat([torch.full((batch_size, 1), int(eos_id), dtype=ids.dtype), targets[:, :-1]], dim=1)
+    inputs = torch.cat([torch.full((batch_size, 1), int(eos_id), dtype=ids.dtype, device=ids.device), targets[:, :-1]],
+                       dim=1)
     return inputs, targets
 
 
@@ -173,7 +174,7 @@ def next_token_probs(model, tokenizer, text: str, *, block: int = 128, max_posit
         raise ValueError("text is empty: there is nothing to predict")
     if block < 2 or max_positions < 1:
         raise ValueError(f"block must be >= 2 and max_positions >= 1, got {block} and {max_positions}")
-    ids = torch.as_tensor(tokenizer(text, add_special_tokens=False)["input_ids"])[: max_positions + 1]
+    ids = torch.as_tensor(tokenizer(text, add_special_tokens=False)["input_ids"], device="cpu")[: max_positions + 1]
     rows = []
     for start in range(0, max(len(ids) - 1, 0), block):
         chunk = ids[start:start + block]

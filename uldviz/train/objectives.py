@@ -289,7 +289,7 @@ def shuffle_rows(rows, generator: torch.Generator):
     reorders every tensor's first dimension; the multiset of rows is kept exactly.
     """
     first = rows[0] if isinstance(rows, tuple) else rows
-    perm = torch.randperm(first.shape[0], generator=generator).to(first.device)
+    perm = torch.randperm(first.shape[0], generator=generator, device="cpu").to(first.device)
     return tuple(r[perm] for r in rows) if isinstance(rows, tuple) else rows[perm]
 
 

@@ -21,12 +21,13 @@ def encode_texts(tokenizer, texts: list[str], max_len: int | None):
     rows = [(head + ids)[:max_len] for ids in enc["input_ids"]]
     offs = [(head_off + list(o))[:max_len] for o in enc["offset_mapping"]]
     width = max(1, max(len(r) for r in rows))
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    valid = torch.zeros(len(rows), width, dtype=torch.bool)
-    offsets = torch.zeros(len(rows), width, 2, dtype=torch.long)
+    cpu = dict(device="cpu")  # tokenizer output: made on the CPU, moved to a device with its batch
+    ids = torch.zeros(len(rows), width, dtype=torch.long, **cpu)
+    valid = torch.zeros(len(rows), width, dtype=torch.bool, **cpu)
+    offsets = torch.zeros(len(rows), width, 2, dtype=torch.long, **cpu)
     for b, (r, o) in enumerate(zip(rows, offs)):
         if r:
-            ids[b, :len(r)] = torch.tensor(r)
+            ids[b, :len(r)] = torch.tensor(r, **cpu)
             valid[b, :len(r)] = True
-            offsets[b, :len(r)] = torch.tensor([list(x) for x in o])
+            offsets[b, :len(r)] = torch.tensor([list(x) for x in o], **cpu)
     return ids, valid, offsets

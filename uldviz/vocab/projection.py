@@ -72,5 +72,6 @@ def build_projection(student_tok, teacher_tok, *, max_pieces: int = MAX_PIECES, 
             student.append(s)
             teacher.append(t)
             weight.append(w / total)
-    return Projection(torch.tensor(student, dtype=torch.long), torch.tensor(teacher, dtype=torch.long),
-                      torch.tensor(weight, dtype=torch.float32), s_size, t_size)
+    cpu = dict(device="cpu")  # W is stored on the CPU; Projection.transposed moves it once per device
+    return Projection(torch.tensor(student, dtype=torch.long, **cpu), torch.tensor(teacher, dtype=torch.long, **cpu),
+                      torch.tensor(weight, dtype=torch.float32, **cpu), s_size, t_size)

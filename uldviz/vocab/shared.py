@@ -192,8 +192,8 @@ class SharedVocab:
                 raise ValueError(f"{name} is empty")
         common = sorted(set(student_vocab) & set(teacher_vocab), key=lambda w: teacher_vocab[w])
         return cls(
-            torch.tensor([student_vocab[w] for w in common], dtype=torch.long),
-            torch.tensor([teacher_vocab[w] for w in common], dtype=torch.long),
+            torch.tensor([student_vocab[w] for w in common], dtype=torch.long, device="cpu"),  # index maps: CPU
+            torch.tensor([teacher_vocab[w] for w in common], dtype=torch.long, device="cpu"),
             common,
             student_size if student_size is not None else max(student_vocab.values()) + 1,
             teacher_size if teacher_size is not None else max(teacher_vocab.values()) + 1,

@@ -147,7 +147,7 @@ def vocab_byte_lengths(tokenizer) -> torch.Tensor:
     table = byte_decoder()
     specials = set(getattr(tokenizer, "all_special_ids", []))
     tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
-    out = torch.zeros(size, dtype=torch.long)
+    out = torch.zeros(size, dtype=torch.long, device="cpu")  # a table of the vocabulary, kept on the CPU
     for i, tok in enumerate(tokens):
         if i in specials or tok is None:
             continue
