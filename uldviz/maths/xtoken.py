@@ -100,7 +100,8 @@ class Projection:
         p = student_probs
         if p.dim() != 2 or p.shape[-1] != self.student_size:
             raise ValueError(f"student_probs must be (rows, {self.student_size}), got {tuple(p.shape)}")
-        return torch.sparse.mm(self.transposed(p.device, p.dtype), p.t()).t()
+        with torch.autocast(p.device.type, enabled=False):  # in p's precision (float32 at least), not autocast's
+            return torch.sparse.mm(self.transposed(p.device, p.dtype), p.t()).t()
 
 
 def _xlogy_ratio(p: torch.Tensor, log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
