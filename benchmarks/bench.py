@@ -59,6 +59,8 @@ __all__ = [
     "time_interleaved",
     "bench_uld_case",
     "bench_batch_reference",
+    "synthetic_maps",
+    "bench_identity_case",
     "bench_profile",
     "memory_probe",
     "bench_memory",
@@ -76,9 +78,11 @@ COMMAND = "python benchmarks/bench.py"
 #: Sizes of the full run and of ``--quick`` (vocabularies: student, teacher).
 FULL = dict(positions=512, vocabs=[(32000, 32000), (50257, 50257), (32000, 50257)], batch=8,
             batch_vocab=(32000, 32000), repeats=3, batch_repeats=1, topk=(100, 1000),
-            mem_vocab=(32000, 32000), ot_sizes=(100, 200, 500, 1000, 2000, 5000, 10000), ot_budget=120.0)
+            mem_vocab=(32000, 32000), ot_sizes=(100, 200, 500, 1000, 2000, 5000, 10000), ot_budget=120.0,
+            identity_vocab=(32000, 50257), identity_shared=20000)
 QUICK = dict(positions=16, vocabs=[(500, 500), (400, 700)], batch=2, batch_vocab=(300, 300), repeats=1,
-             batch_repeats=1, topk=(10, 100), mem_vocab=(2000, 2000), ot_sizes=(50, 100, 200), ot_budget=2.0)
+             batch_repeats=1, topk=(10, 100), mem_vocab=(2000, 2000), ot_sizes=(50, 100, 200), ot_budget=2.0,
+             identity_vocab=(400, 700), identity_shared=150)
 
 
 # --------------------------------------------------------------------------- the implementations compared
@@ -279,6 +283,63 @@ def bench_profile(positions: int, vocab: int, repeats: int) -> dict:
     return {"positions": positions, "vocab": vocab,
             "seconds": {k: v["median_s"] for k, v in timing.items()},
             "share_of_uld_loss": {k: v["median_s"] / total for k, v in timing.items()}}
+
+
+# --------------------------------------------------------------------------- the identity-keeping losses
+def synthetic_maps(vs: int, vt: int, shared: int, seed: int = 0):
+    """A shared-string map of ``shared`` strings and an X-Token W (shared rows one-hot, the others 4 decaying
+    weights on random teacher tokens) between vocabularies of ``vs`` and ``vt``: real maps' shapes, no tokenizer."""
+    from uldviz.maths.xtoken import Projection
+    from uldviz.vocab.projection import piece_weights
+    from uldviz.vocab.shared import SharedVocab
+
+    g = torch.Generator().manual_seed(seed)
+    s_ids, t_ids = torch.randperm(vs, generator=g)[:shared], torch.randperm(vt, generator=g)[:shared]
+    sv = SharedVocab(s_ids, t_ids, [str(i) for i in range(shared)], vs, vt)
+    others = torch.ones(vs, dtype=torch.bool)
+    others[s_ids] = False
+    rest = others.nonzero().squeeze(-1)
+    picks = torch.randperm(vt * 4, generator=g)[: 4 * rest.numel()].remainder(vt).reshape(-1, 4)
+    weights = torch.tensor(piece_weights(4)).expand(rest.numel(), 4)
+    w = Projection(torch.cat([s_ids, rest.repeat_interleave(4)]), torch.cat([t_ids, picks.reshape(-1)]),
+                   torch.cat([torch.ones(shared), weights.reshape(-1)]), vs, vt)
+    return sv, w
+
+
+def bench_identity_case(positions: int, vs: int, vt: int, device: torch.device, dtype: torch.dtype, repeats: int,
+                        shared: int = 20000, seed: int = 0) -> dict:
+    """ULD and the identity-keeping losses (hybrid with both divergences, P-KL, H-KL, the chain-rule merge),
+    forward + backward from logits, on ``positions`` rows; times relative to ULD and to the floor."""
+    from uldviz.maths.identity import hybrid_uld_loss, merged_group_logprobs
+    from uldviz.maths.xtoken import matched_vocab, projected_kl
+
+    sv, w = synthetic_maps(vs, vt, shared, seed)
+    hkl = matched_vocab(w)
+    s = _logits((positions,), vs, device, dtype, seed, requires_grad=True)
+    t = _logits((positions,), vt, device, dtype, seed + 1)
+    ids = torch.randint(0, vs, (1, positions + 1), generator=torch.Generator().manual_seed(seed)).to(device)
+    starts = torch.arange(1, positions + 1, 2, device=device)  # groups of two tokens
+    groups = (torch.zeros_like(starts), starts, (starts + 2).clamp_max(positions + 1))
+    row = lambda x: torch.cat([x[:1], x])[None]  # noqa: E731 - (1, positions + 1, V): row 0 predicts token 1
+    fns = {
+        "floor": lambda: floor_ops(s, t),
+        "uld": _fwd_bwd(lambda x: L.uld_loss(x, t), s),
+        "hybrid (gkl)": _fwd_bwd(lambda x: hybrid_uld_loss(torch.log_softmax(x.float(), -1),
+                                                           torch.log_softmax(t.float(), -1), sv), s),
+        "hybrid (jsd)": _fwd_bwd(lambda x: hybrid_uld_loss(torch.log_softmax(x.float(), -1),
+                                                           torch.log_softmax(t.float(), -1), sv, divergence="jsd"), s),
+        "P-KL": _fwd_bwd(lambda x: projected_kl(x, t, w).mean(), s),
+        "H-KL": _fwd_bwd(lambda x: hybrid_uld_loss(torch.log_softmax(x.float(), -1),
+                                                   torch.log_softmax(t.float(), -1), hkl, weight=0.5), s),
+        "chain-rule merge": _fwd_bwd(lambda x: merged_group_logprobs(row(x), ids, *groups).logsumexp(-1).mean(), s),
+    }
+    timing = time_interleaved(fns, repeats, device)
+    uld, floor = timing["uld"]["median_s"], timing["floor"]["median_s"]
+    for r in timing.values():
+        r["x_uld"], r["x_floor"] = r["median_s"] / uld, r["median_s"] / floor
+    return {"device": device.type, "dtype": str(dtype).replace("torch.", ""), "positions": positions,
+            "vocab_student": vs, "vocab_teacher": vt, "shared": shared, "projection_nnz": w.nnz,
+            "threads": torch.get_num_threads(), "timing": timing}
 
 
 # --------------------------------------------------------------------------- memory
@@ -490,7 +551,7 @@ def _meta(quick: bool, argv) -> dict:
     }
 
 
-PARTS = ("speed", "profile", "batch", "memory", "ot", "distill")
+PARTS = ("speed", "identity", "profile", "batch", "memory", "ot", "distill")
 
 
 def run_benchmark(quick: bool = False, *, ot: str = "run", parts=PARTS, previous: dict | None = None,
@@ -525,6 +586,12 @@ def run_benchmark(quick: bool = False, *, ot: str = "run", parts=PARTS, previous
                 progress(f"ULD fwd+bwd, cuda bfloat16, vocab {vs}/{vt} ...")
                 res["uld_speed"].append(bench_uld_case(cfg["positions"], vs, vt, gpu, torch.bfloat16,
                                                        max(cfg["repeats"], 5), cfg["topk"]))
+    if "identity" in parts:
+        vs, vt = cfg["identity_vocab"]
+        res["identity_speed"] = [c for c in res.get("identity_speed", []) if c["device"] != "cpu"]
+        progress(f"identity-keeping losses fwd+bwd, cpu float32, {cfg['positions']} x {vs}/{vt} ...")
+        res["identity_speed"].append(bench_identity_case(cfg["positions"], vs, vt, cpu, torch.float32,
+                                                         cfg["repeats"], shared=cfg["identity_shared"]))
     if "profile" in parts:
         progress(f"profile of the kit's ULD, {cfg['positions']} x {cfg['mem_vocab'][0]} ...")
         res["profile"] = bench_profile(cfg["positions"], cfg["mem_vocab"][0], 3 * cfg["repeats"])
@@ -587,6 +654,10 @@ def _targets(res: dict) -> dict:
             "value": big["topk_error"][klabel]["mean_rel_error"], "target": "< 0.02",
             "met": big["topk_error"][klabel]["mean_rel_error"] < 0.02},
     }
+    for case in res.get("identity_speed", []):
+        if case["device"] == "cpu":
+            worst = max(r["x_uld"] for n, r in case["timing"].items() if n not in ("floor", "uld"))
+            out["identity_losses_over_uld_cpu_worst"] = {"value": worst, "target": "<= 1.5", "met": worst <= 1.5}
     mem = res.get("memory", {}).get("variants", {})
     if "uld" in mem:
         out["uld_extra_peak_memory_multiple"] = {"value": mem["uld"]["multiple_of_logits"], "target": "<= 5",
@@ -648,6 +719,14 @@ def render_markdown(res: dict) -> str:
             lines.append(f"| {c['vocab_student']:,}/{c['vocab_teacher']:,} ({c['device']}) | {k[3:]} | "
                          f"{c['topk_over_kl'][k]:.2f} | {e['mean_rel_error']:.2%} | {e['max_rel_error']:.2%} | "
                          f"{'yes' if e['never_above_full'] else 'NO'} |")
+    for case in res.get("identity_speed", []):
+        lines += ["", f"## Identity-keeping losses, forward + backward from logits ({case['device']} "
+                      f"{case['dtype']}, {case['positions']} positions, vocabularies "
+                      f"{case['vocab_student']:,}/{case['vocab_teacher']:,}, {case['shared']:,} shared strings, W with "
+                      f"{case['projection_nnz']:,} non-zeros; target: at most 1.5 × ULD)", "",
+                  "| loss | ms | × ULD | × floor |", "|---|---|---|---|"]
+        lines += [f"| {n} | {_ms(r['median_s'])} | {r['x_uld']:.2f} | {r['x_floor']:.2f} |"
+                  for n, r in case["timing"].items()]
     prof = res.get("profile")
     if prof:
         lines += ["", f"## Where the kit's ULD time goes (CPU, {prof['positions']} × {prof['vocab']:,}, "

@@ -126,3 +126,34 @@ def test_the_scale_loop_runs_device_true(tmp_path):
         checked = scale_train(replace(base, out_dir=str(tmp_path / "b")))
     AcceleratorState._reset_state(True)
     assert [h["loss"] for h in checked.history] == [h["loss"] for h in plain.history]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.parametrize("case", CASES, ids=lambda d: "-".join(str(v) for v in d.values()))
+def test_every_objective_on_cuda_equals_the_cpu(kit, case):
+    """The real thing where a GPU is lent: the same step on CUDA, value and gradient close to the CPU's."""
+    import copy
+
+    toks, student, teacher, _ = kit
+    cfg = DistillConfig(**case, device="cuda", n_positions=96)
+    batch = encode_batch(TEXTS, toks.student, toks.teacher, student_len=96, teacher_len=96)
+    cpu = _step(Objective(cfg, toks.student, toks.teacher), student, teacher, batch)
+    s_gpu, t_gpu = copy.deepcopy(student).cuda(), copy.deepcopy(teacher).cuda()
+    obj = Objective(cfg, toks.student, toks.teacher)
+    pairs = obj.pair(batch)
+    gpu_batch, gpu_pairs = batch.to("cuda"), (pairs.to("cuda") if pairs is not None else None)
+    loss = obj.loss(obj.sums(s_gpu, t_gpu, gpu_batch, gpu_pairs))
+    loss.backward()
+    assert abs(loss.item() - cpu[0].item()) <= 1e-4 * max(1.0, abs(cpu[0].item()))
+    assert all(torch.allclose(p.grad.cpu(), g, rtol=1e-3, atol=1e-5) for p, g in zip(s_gpu.parameters(), cpu[1]))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.parametrize("spec", ["uld-offset@1", "hybrid@1", "chunk-lik@3", "xtoken-pkl@1"])
+def test_the_notebook_loop_trains_on_cuda_with_autocast(spec):
+    """Notebooks 03/04's live runs on a GPU: autocast (bf16 where supported, else fp16 with a scaler)."""
+    setup = helpers.tiny_setup()
+    res = train(run_config(spec, helpers.tiny_config(steps=3, device="cuda")), setup, sample_prompt=None)
+    assert res.steps_done == 3 and all(torch.isfinite(torch.tensor(res.train_distill)))

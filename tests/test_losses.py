@@ -358,6 +358,7 @@ def test_torch_kernel_used_on_gpu_matches_plain_values_and_gradients():
     assert torch.allclose(got, want, atol=1e-12) and torch.allclose(g_got, g_want, atol=1e-12)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_uld_loss_on_cuda_matches_cpu(dtype):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -57,8 +58,12 @@ def _shard_tensors(rows: list[dict], k: int, dtype: torch.dtype) -> dict:
 def write_teacher_cache(teacher, teacher_tok, student_tok, examples, out_dir, *, k: int, align: str = "offset",
                         max_tokens: int = 512, teacher_temperature: float = 1.0, dtype: str = "float16",
                         batch_size: int = 8, shard_examples: int = 1024, rank: int = 0, world: int = 1,
-                        device=None) -> list[dict]:
-    """Write this process's shards (``rank::world``) of the cache of ``examples``; returns their descriptions."""
+                        device=None, autocast=nullcontext) -> list[dict]:
+    """Write this process's shards (``rank::world``) of the cache of ``examples``; returns their descriptions.
+
+    ``autocast`` (a context-manager factory, e.g. ``accelerator.autocast``) wraps the teacher's forward pass only;
+    the shards are assembled outside it, in the cache's dtype.
+    """
     from safetensors.torch import save_file
 
     if dtype not in CACHE_DTYPES:
@@ -79,8 +84,9 @@ def write_teacher_cache(teacher, teacher_tok, student_tok, examples, out_dir, *,
             idx = list(range(b0, min(b0 + batch_size, last)))
             batch = encode_examples([examples[i] for i in idx], idx, student_tok, teacher_tok, max_tokens)
             pairs = pair_positions(batch, align)  # on the CPU, as the training loop pairs them
-            logits = teacher(input_ids=batch.teacher_ids.to(device),
-                             attention_mask=batch.teacher_valid.long().to(device)).logits[..., :t_vocab]
+            with autocast():
+                logits = teacher(input_ids=batch.teacher_ids.to(device),
+                                 attention_mask=batch.teacher_valid.long().to(device)).logits[..., :t_vocab]
             for j in range(len(idx)):
                 keep = pairs.sample == j
                 t_pos = pairs.teacher[keep].to(device)
@@ -186,12 +192,11 @@ def cache_teacher(cfg: ScaleConfig) -> dict:
         for old in [*out.glob("shard_*.safetensors"), *out.glob("shards.*.json"), out / META]:
             old.unlink(missing_ok=True)
     acc.wait_for_everyone()
-    with acc.autocast():
-        shards = write_teacher_cache(teacher, t_tok, s_tok, examples, out, k=cfg.top_k, align=cfg.align,
-                                     max_tokens=cfg.max_tokens, teacher_temperature=cfg.teacher_temperature,
-                                     dtype=cfg.cache_dtype, batch_size=cfg.batch_size,
-                                     shard_examples=cfg.cache_shard_examples, rank=acc.process_index,
-                                     world=acc.num_processes, device=acc.device)
+    shards = write_teacher_cache(teacher, t_tok, s_tok, examples, out, k=cfg.top_k, align=cfg.align,
+                                 max_tokens=cfg.max_tokens, teacher_temperature=cfg.teacher_temperature,
+                                 dtype=cfg.cache_dtype, batch_size=cfg.batch_size,
+                                 shard_examples=cfg.cache_shard_examples, rank=acc.process_index,
+                                 world=acc.num_processes, device=acc.device, autocast=acc.autocast)
     (out / f"shards.{acc.process_index}.json").write_text(json.dumps(shards))
     acc.wait_for_everyone()
     meta = {}
