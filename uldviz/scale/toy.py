@@ -1,7 +1,7 @@
 """A teacher/student pair with the kit's two different tokenizers, saved like hub models (``save_pretrained``).
 
 Random GPT-2s with the kit's byte-level BPE (teacher) and Unigram (student) tokenizers: what the tests train, what
-``benchmarks/gpu_scale_check.sh`` times at a hub-like size, and a way to try every command offline in a minute.
+``benchmarks/gpu_check.py`` times at a hub-like size, and a way to try every command offline in a minute.
 ``python -m uldviz.scale.toy OUT [--size tiny|hub-like]`` writes ``OUT/teacher`` and ``OUT/student``.
 """
 
