@@ -61,17 +61,68 @@ def test_ready_tasks_run_grids_first_and_controls_wait_for_their_method():
                          base) == []
 
 
-def test_compare_and_kl_share():
-    a, b = [2.0, 2.1, 2.2], [2.5, 2.5, 2.7]
-    c = P.compare(a, b, [0, 1, 2], [0, 1, 2])
-    assert c["diff"] == pytest.approx(-0.4667, abs=1e-4)
-    assert c["paired_std"] == pytest.approx(statistics.stdev([-0.5, -0.4, -0.5]))
-    assert c["bar"] == pytest.approx(2 * statistics.stdev(b)) and c["beyond"]
-    assert not P.compare([2.0, 2.4], [2.1, 2.2], [0, 1], [0, 1])["beyond"]
+def test_kl_share():
     means = {"ce": 3.0, "ce-same": 3.2, "kl-same": 2.2, "x": 2.5}
     assert P.kl_share(means, "x") == pytest.approx(0.5)
     assert P.kl_share({**means, "kl-same": 3.3}, "x") != P.kl_share({**means, "kl-same": 3.3}, "x")  # NaN
     assert P.kl_share({"ce": 3.0}, "x") != P.kl_share({"ce": 3.0}, "x")
+
+
+def _finals(run, value, tests, regime="data-poor"):
+    return [rec(run, value, seed, 3.0, t, "final", regime=regime) for seed, t in zip(P.SEEDS, tests)]
+
+
+def test_paired_intervals_decide_where_the_old_two_std_rule_saw_noise():
+    """Seeds that disagree a lot (std 0.3) but pair tightly (every seed ~0.05 better): the retired rule
+    (|difference| > 2 × the larger std) called this noise; the paired interval excludes 0."""
+    base = [2.4, 2.9, 2.6, 3.1, 2.7]
+    records = _finals("ce", None, base) + _finals("ce-ls", 0.1, [x - 0.05 + 0.002 * i for i, x in enumerate(base)])
+    records += grid("ce-ls", {0.05: 3.1, 0.1: 3.0, 0.2: 3.05})
+    c = P.find_comparison(P.summarize_protocol(records), "data-poor", "ce-ls", "ce")
+    assert statistics.stdev(base) > 0.25 and abs(c["diff"]) < 2 * statistics.stdev(base)  # the old "within noise"
+    assert c["decided"] and c["verdict"] == "better" and c["high"] < 0 and c["family_size"] == 1
+    assert c["level"] == pytest.approx(0.05) and c["n"] == 5
+
+
+def test_an_undecided_comparison_reads_no_difference_larger_than_its_interval():
+    records = _finals("ce", None, [2.70, 2.75, 2.72, 2.68, 2.74])
+    records += _finals("ce-ls", 0.1, [2.71, 2.73, 2.74, 2.70, 2.72]) + grid("ce-ls", {0.05: 3.1, 0.1: 3.0, 0.2: 3.05})
+    c = P.find_comparison(P.summarize_protocol(records), "data-poor", "ce-ls", "ce")
+    assert not c["decided"] and c["low"] < 0 < c["high"]
+    assert c["verdict"] == f"no difference larger than {max(-c['low'], c['high']):.3f}"
+    assert "effect" not in c["verdict"]
+
+
+def test_the_converged_budget_follows_the_pilot_rule():
+    def pilot(steps, seed, selected):
+        r = rec("ce", None, seed, 2.5, 2.4, "pilot", regime="converged")
+        r["config"], r["selected_step"] = {"steps": steps}, selected
+        return r
+
+    assert P.converged_budget([]) == (None, P.PILOT_BUDGETS[0])
+    ran = [pilot(600, s, 600) for s in P.GRID_SEEDS]  # still improving at its last step
+    assert P.converged_budget(ran) == (None, 1200)
+    ran += [pilot(1200, 100, 900), pilot(1200, 101, 1000)]  # 1000 > 0.8 × 1200: one seed has not turned
+    assert P.converged_budget(ran) == (None, 2400)
+    ran += [pilot(2400, 100, 1500), pilot(2400, 101, 1700)]
+    assert P.converged_budget(ran) == (2400, None)
+    cfg = P.regime_config("converged", DistillConfig(), ran)
+    assert (cfg.steps, cfg.eval_every, cfg.train_fraction) == (2400, 100, 1.0)
+    tasks = P.ready_tasks(ran[:2], ["converged"], ["ce", "hybrid"], DistillConfig())
+    assert [(t[1], t[2], t[4], t[3]["steps"]) for t in tasks] == [("ce", 100, "pilot", 1200),
+                                                                 ("ce", 101, "pilot", 1200)]
+
+
+def test_extra_seeds_follow_the_declared_rule():
+    wide = _finals("uld-offset", 1.0, [2.70, 2.80, 2.60, 2.90, 2.75]) + grid("uld-offset", {0.3: 3.0, 1.0: 2.9,
+                                                                                          3.0: 2.95, 10.0: 3.2})
+    records = wide + _finals("ce", None, [2.72, 2.71, 2.74, 2.69, 2.73])
+    assert P.extension_runs(records, "data-poor") == {"uld-offset", "ce"}  # undecided and too wide: 5 more seeds
+    tasks = P.ready_tasks(records, ["data-poor"], ["ce", "uld-offset"], DistillConfig())
+    assert {t[2] for t in tasks} == set(P.EXTRA_SEEDS)
+    tight = _finals("ce", None, [2.70, 2.80, 2.60, 2.90, 2.75])
+    assert P.extension_runs(wide + [dict(r, test_selected=r["test_selected"] + 0.3) for r in tight],
+                            "data-poor") == set()  # decided: no more seeds
 
 
 def test_summary_uses_the_finals_at_the_chosen_value_only():
@@ -84,7 +135,7 @@ def test_summary_uses_the_finals_at_the_chosen_value_only():
     assert s["runs"]["uld-offset"]["spec"] == "uld-offset@1" and s["runs"]["uld-offset"]["selected"]["n"] == 5
     assert s["runs"]["uld-offset"]["selected"]["mean"] == pytest.approx(2.72)
     c = P.find_comparison({"data-poor": s}, "data-poor", "uld-offset", "uld-shuffled")
-    assert c["diff"] == pytest.approx(-0.05) and c["paired_std"] == pytest.approx(0, abs=1e-12)
+    assert c["diff"] == pytest.approx(-0.05) and c["paired_std"] == pytest.approx(0, abs=1e-12) and c["decided"]
     assert P.beats({"data-poor": s}, "data-poor", "uld-offset", ("ce",))["ce"] is True
     assert [r[0] for r in P.result_rows({"data-poor": s}, "data-poor", ["ce", "uld-offset"])] == [
         "CE only", "CE + λ·ULD, offset-aligned"]
@@ -120,4 +171,4 @@ def test_protocol_command_runs_resumes_and_reports(tmp_path):
         ["ce", "ce"] + [f"ce-ls@{chosen:g}"] * 2)
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and len(P.load_records(out)) == len(records)
-    assert "ce-ls − ce" in second.stdout
+    assert "ce-ls − ce" in second.stdout and "interval" in second.stdout

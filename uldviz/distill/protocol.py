@@ -500,7 +500,7 @@ def summarize_protocol(records, seeds=SEEDS + EXTRA_SEEDS, grid_seeds=GRID_SEEDS
                          "final": _stats([r["test_final"] for r in finals]),
                          "val_selected": _stats([r["val_selected"] for r in finals]),
                          "selected_step": [r["selected_step"] for r in finals],
-                         "steps": finals[0]["config"]["steps"],
+                         "steps": finals[0]["config"].get("steps"),
                          "seconds": _stats([r["seconds"] for r in finals]),
                          "test_selected": [r["test_selected"] for r in finals],
                          "test_final": [r["test_final"] for r in finals]}
