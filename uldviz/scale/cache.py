@@ -126,6 +126,8 @@ class TeacherCache:
                 "n_examples": len(examples)}
         if cfg.top_k:
             want["k"] = cfg.top_k
+        if cfg.teacher:  # a run that names a teacher must name the cache's (result.json records the cache's)
+            want["teacher"] = cfg.teacher
         bad = [f"{key}: cache {self.meta.get(key)!r}, run {val!r}" for key, val in want.items()
                if self.meta.get(key) != val]
         if bad:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ __all__ = [
     "read_jsonl",
     "read_prompts",
     "text_windows",
+    "HeldOut",
     "load_examples",
     "fingerprint",
     "global_batch",
@@ -95,12 +96,25 @@ def _jsonl_examples(path) -> list[Example]:
     return [e for e in out if e.answer.strip()]
 
 
-def load_examples(cfg) -> tuple[list[Example], str]:
-    """(training examples, held-out text) for a :class:`~uldviz.scale.config.ScaleConfig`.
+@dataclass
+class HeldOut:
+    """What held-out bits per byte is measured on: plain text (every byte predicted) and prompt/answer examples,
+    whose answers alone are scored (the prompt is read, not predicted), as the training loss counts them."""
+
+    text: str = ""
+    examples: list = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.text.strip()) or any(e.answer.strip() for e in self.examples)
+
+
+def load_examples(cfg) -> tuple[list[Example], HeldOut]:
+    """(training examples, held-out part) for a :class:`~uldviz.scale.config.ScaleConfig`.
 
     Sources: ``.jsonl`` files (:func:`read_jsonl` rows), other files as plain text, else a Hugging Face dataset,
     else the kit's offline corpus. Plain text is split by whole documents (:func:`uldviz.io.corpus.train_val_split`)
-    and cut into windows; JSON-lines examples hold out every k-th example. ``val_data`` replaces the held-out part.
+    and cut into windows; JSON-lines examples hold out every k-th example (scored on their answers).
+    ``val_data`` replaces the held-out part; ``eval_chars`` caps the held-out text and answers.
     """
     pairs, parts = [], []
     for path in cfg.data:
@@ -113,25 +127,35 @@ def load_examples(cfg) -> tuple[list[Example], str]:
                                      max_chars=cfg.max_chars or None, config=cfg.dataset_config or None)
                      if cfg.dataset else load_corpus())
     text = DOC_SEPARATOR.join(parts)
+    held = HeldOut()
     if cfg.val_data:
         p = Path(cfg.val_data)
-        val = DOC_SEPARATOR.join(e.text for e in _jsonl_examples(p)) if p.suffix == ".jsonl" else load_text_file(p)
+        if p.suffix == ".jsonl":
+            held.examples = _jsonl_examples(p)
+        else:
+            held.text = load_text_file(p)
     else:
-        held = []
         if text:
-            text, v = train_val_split(text, cfg.val_fraction)
-            held.append(v)
+            text, held.text = train_val_split(text, cfg.val_fraction)
         if pairs:
             every = max(2, round(1 / cfg.val_fraction))
-            held += [e.text for e in pairs[every - 1::every]]
+            held.examples = pairs[every - 1::every]
             pairs = [e for i, e in enumerate(pairs) if (i + 1) % every]
-        val = DOC_SEPARATOR.join(held)
     examples = pairs + (text_windows(text, cfg.window_chars) if text else [])
     if not examples:
         raise ValueError("the training data holds no example")
-    if not val.strip():
-        raise ValueError("the held-out text is empty: give --val-data or more training data")
-    return examples, (val[:cfg.eval_chars] if cfg.eval_chars else val)
+    if not held:
+        raise ValueError("the held-out part is empty: give --val-data or more training data")
+    if cfg.eval_chars:
+        held.text = held.text[:cfg.eval_chars]
+        kept, total = [], 0
+        for e in held.examples:
+            if total >= cfg.eval_chars:
+                break
+            kept.append(e)
+            total += len(e.answer)
+        held.examples = kept
+    return examples, held
 
 
 def fingerprint(examples: list[Example]) -> str:

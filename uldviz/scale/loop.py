@@ -87,7 +87,7 @@ def train(cfg: ScaleConfig) -> TrainResult:
     set_seed(cfg.seed)
 
     # data and models (identical on every process)
-    examples, val_text = load_examples(cfg)
+    examples, held = load_examples(cfg)
     student, s_tok = load_student(cfg)
     bf16 = acc.mixed_precision == "bf16"
     teacher, t_tok = load_teacher(cfg, acc.device, bf16=bf16) if probe.needs_teacher else (None, None)
@@ -106,7 +106,7 @@ def train(cfg: ScaleConfig) -> TrainResult:
     if objective.term.same_tokenizer and not same_tokenizer(s_tok, t_tok):
         raise ValueError(f"--loss {cfg.loss} compares token i with token i: the student ({cfg.student}) and the "
                          f"teacher ({cfg.teacher}) must share one tokenizer; with different tokenizers use --loss uld")
-    eval_blocks = held_out_blocks(s_tok, val_text, cfg.eval_block, cfg.eval_batch, world)
+    eval_blocks = held_out_blocks(s_tok, held.text, cfg.eval_block, cfg.eval_batch, world)
 
     # optimiser (AdamW, the kit's decay rule), distribution, resume; the lr is a function of the step
     opt = make_optimizer(student, cfg)
@@ -120,7 +120,8 @@ def train(cfg: ScaleConfig) -> TrainResult:
         state, resumed_from = TrainState(saved["step"], saved["history"], saved["evals"]), str(path)
 
     def evaluate():
-        bpb = distributed_bits_per_byte(acc, student, s_tok, val_text, eval_blocks, cfg.eval_batch)
+        bpb = distributed_bits_per_byte(acc, student, s_tok, held, eval_blocks, cfg.eval_batch,
+                                        cfg.max_tokens)
         state.evals.append({"step": state.step, "val_bpb": bpb})
         return bpb
 
