@@ -12,7 +12,10 @@ Fixed before any run (and recorded here, so the shipped results regenerate with 
   (``converged``): the step budget is fixed by a CE pilot on the grid seeds only (:func:`converged_budget`):
   budgets of :data:`PILOT_BUDGETS` steps are tried in order, and the first at which both grid seeds' CE
   validation minimum falls at or before :data:`PILOT_MIN_AT` of the budget (CE has stopped improving before
-  the budget ran out) is the regime's budget; evaluation every budget / :data:`PILOT_EVALS` steps. An
+  the budget ran out) is the regime's budget (the largest if none is); evaluation every budget /
+  :data:`PILOT_EVALS` steps. It runs the methods, their controls and the references (:data:`CONVERGED_RUNS`) with
+  the λ and ε the data-rich grids chose (same text; a grid at this budget would cost more than the rest of the
+  protocol together), decided before any of its runs. An
   earlier run at 10 % was stopped early (``data/results/regime_fraction0.1_partial.json``); not used.
 - **Tuning**: each tuned run tries its grid (:data:`~uldviz.distill.experiment.RUNS`, e.g. λ ∈ {0.3, 1, 3})
   with :data:`GRID_SEEDS`; the value with the lowest mean validation score at the selected step wins. A
@@ -83,6 +86,7 @@ class Regime:
     changes: dict
     runs: tuple | None = None  # None: every run of RUNS
     pilot: bool = False  # steps and eval_every come from the CE pilot (converged_budget)
+    tuned_from: str | None = None  # take λ and ε from this regime's grids instead of running grids here
 
 
 #: Runs of the converged regime: the methods, their controls and the references (no seqkd, no positional).
@@ -94,7 +98,7 @@ REGIMES = {
     "data-poor": Regime("3 % of the text, 300 steps", dict(train_fraction=0.03)),
     "data-rich": Regime("all the text, 300 steps", dict(train_fraction=1.0)),
     "converged": Regime("all the text, CE trained to its validation minimum", dict(train_fraction=1.0),
-                        CONVERGED_RUNS, pilot=True),
+                        CONVERGED_RUNS, pilot=True, tuned_from="data-rich"),
 }
 #: Seeds of the hyper-parameter grids and the pilot (validation only), of the reported runs, of an extension.
 GRID_SEEDS = (100, 101)
@@ -257,8 +261,10 @@ def grid_values(records, regime: str, run: str, grid_seeds=GRID_SEEDS) -> tuple[
 
 
 def select_value(records, regime: str, run: str, grid_seeds=GRID_SEEDS) -> float | None:
-    """The chosen value of ``run`` in ``regime`` (:func:`grid_values`), None while its grid is incomplete."""
-    return grid_values(records, regime, run, grid_seeds)[1]
+    """The chosen value of ``run`` in ``regime`` (:func:`grid_values`; for a regime tuned from another, that
+    regime's choice), None while the grid is incomplete."""
+    source = REGIMES[regime].tuned_from if regime in REGIMES else None
+    return grid_values(records, source or regime, run, grid_seeds)[1]
 
 
 def _owner(run: str) -> str | None:
@@ -294,7 +300,7 @@ def ready_tasks(records, regimes, runs, base: DistillConfig, seeds=SEEDS, grid_s
         reg_base = regime_config(regime, base, records)
         mine = regime_runs(regime, runs)
         owners = {o for run in mine if (o := _owner(run))}
-        for run in sorted(owners, key=order):
+        for run in sorted(owners, key=order) if not REGIMES[regime].tuned_from else ():
             for v in grid_values(records, regime, run, grid_seeds)[0]:
                 for seed in grid_seeds:
                     spec = f"{run}@{v:g}"
