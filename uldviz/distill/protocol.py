@@ -74,6 +74,7 @@ __all__ = [
     "comparison_rows",
     "find_comparison",
     "beats",
+    "regime_label",
     "regime_scope",
 ]
 
@@ -89,9 +90,10 @@ class Regime:
     tuned_from: str | None = None  # take λ and ε from this regime's grids instead of running grids here
 
 
-#: Runs of the converged regime: the methods, their controls and the references (no seqkd, no positional).
-CONVERGED_RUNS = ("ce", "ce-ls", "uld-offset", "uld-shuffled", "hybrid", "hybrid-shuffled", "chunk-lik",
-                  "chunk-lik-shuffled", "xtoken-pkl", "xtoken-pkl-shuffled", "xtoken-hkl", "xtoken-hkl-shuffled",
+#: Runs of the converged regime, in the order they run (all seeds of one before the next): the methods, their
+#: controls and the references (no seqkd, no positional pairing).
+CONVERGED_RUNS = ("ce", "uld-offset", "uld-shuffled", "hybrid", "hybrid-shuffled", "ce-ls", "xtoken-pkl",
+                  "xtoken-pkl-shuffled", "chunk-lik", "chunk-lik-shuffled", "xtoken-hkl", "xtoken-hkl-shuffled",
                   "ce-same", "kl-same")
 #: The regimes, fixed before the runs. Keys are the record names; labels say what each regime is.
 REGIMES = {
@@ -166,13 +168,29 @@ def regime_runs(regime: str, runs) -> list[str]:
     return [r for r in runs if have is None or r in have]
 
 
+def regime_label(regime: str, records=None) -> str:
+    """The regime's name in words; for the piloted regime, with its budget and whether CE converged within it."""
+    reg = REGIMES[regime]
+    if not reg.pilot:
+        return reg.label
+    budget, _ = converged_budget(records or [])
+    if budget is None:
+        return f"{reg.label} (budget not fixed yet)"
+    pilots = [r for r in (records or []) if r["regime"] == regime and r["phase"] == "pilot"
+              and r["config"]["steps"] == budget]
+    if all(r["selected_step"] <= PILOT_MIN_AT * budget for r in pilots):
+        return f"all the text, {budget} steps: CE converged within them"
+    return (f"all the text, {budget} steps: the pilot's largest budget; CE had not converged (its validation still "
+            "improved at the end)")
+
+
 def regime_scope(regime: str, records=None) -> str:
     """The setting a verdict of ``regime`` rests on, in a few words (for every printed verdict line)."""
     from uldviz.distill.data import teacher_card_summary
 
     cfg = regime_config(regime, records=records)
     steps = f"{cfg.steps} steps" if cfg is not None else "steps not fixed yet"
-    return f"{REGIMES[regime].label} ({steps}); {teacher_card_summary()}"
+    return f"{regime_label(regime, records)} ({steps}); {teacher_card_summary()}"
 
 
 # --------------------------------------------------------------------------- records
@@ -315,8 +333,10 @@ def ready_tasks(records, regimes, runs, base: DistillConfig, seeds=SEEDS, grid_s
             spec = f"{run}@{value:g}" if owner else run
             run_seeds = list(seeds) + (list(EXTRA_SEEDS) if run in extra else [])
             for si, seed in enumerate(run_seeds):
-                tasks.append(((ri, 1, si, order(run)), (regime, spec, seed,
-                                                        asdict(run_config(spec, reg_base, seed=seed)), "final")))
+                # seed by seed, except in a regime with its own run list (the costly converged one): run by run, in
+                # that list's order of priority, so that the comparisons that matter most complete first
+                key = (ri, 1, REGIMES[regime].runs.index(run), si) if REGIMES[regime].runs else (ri, 1, si, order(run))
+                tasks.append((key, (regime, spec, seed, asdict(run_config(spec, reg_base, seed=seed)), "final")))
     tasks.sort(key=lambda t: t[0])
     return [t for _, t in tasks if _key(t[0], t[1], t[2], t[4], t[3]["steps"]) not in done]
 
@@ -515,7 +535,7 @@ def summarize_protocol(records, seeds=SEEDS + EXTRA_SEEDS, grid_seeds=GRID_SEEDS
                          for run in runs if RUNS[run].family not in ("same",) and run != "ce"}
                   for when in ("selected", "final")}
         budget = converged_budget(records, grid_seeds)[0] if reg.pilot else None
-        out[regime] = {"label": reg.label, "base": dict(reg.changes), "steps": budget or 300,
+        out[regime] = {"label": regime_label(regime, records), "base": dict(reg.changes), "steps": budget or 300,
                        "selection": selection, "runs": runs, "comparisons": comps, "kl_share": shares,
                        "extended": sorted(extension_runs(records, regime, grid_seeds))}
     return out

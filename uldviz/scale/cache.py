@@ -4,10 +4,20 @@ For every training example and every student position paired with a teacher posi
 positions only) the cache keeps the teacher's k largest probabilities (at its temperature), their token ids and
 the tail mass :math:`1 - \sum_{r<k} p_{(r)}`: exactly what ULD's top-k + tail form needs
 (:func:`uldviz.maths.losses.uld_topk_from_teacher_topk`). Shards are safetensors files; ``cache.json`` records the
-teacher, the student tokenizer, the pairing, k and a fingerprint of the examples, so a mismatched training run
-fails clearly. ``python -m uldviz cache-teacher`` takes the same flags as ``train`` (plus ``--top-k``):
+format version, the teacher, the student tokenizer, the pairing, k and a fingerprint of the examples, so a
+mismatched training run fails clearly. ``python -m uldviz cache-teacher`` takes the same flags as ``train``.
 
-    bytes per position = k (size(prob) + 4 B id) + 4 B tail + 4 B student position  (+ small per-shard headers)
+Encodings (``--cache-dtype``): ``q8`` (the default) stores each probability as an 8-bit code of its log-ratio to
+the row's largest, :math:`c_r = \mathrm{round}\big((\log p_{(1)} - \log p_{(r)})/\Delta\big)`,
+:math:`\Delta = 16/255` nats (a relative error of at most :math:`\pm\Delta/2 \approx 3\,\%`, none on the largest,
+kept as float16); ``float16``/``bfloat16``/``float32`` store the probabilities themselves. Token ids take the
+narrowest integer type the teacher's vocabulary allows (16 bits up to 65,536 tokens), student positions 16 bits
+(below 32,768 tokens per sequence):
+
+    bytes per position = k (size(code or prob) + size(id)) + [2 B row max for q8] + 4 B tail + 2 B position
+
+(+ small per-shard headers): 3k + 8 = 200 B at k = 64 with q8. Format 1 caches (int32 ids and positions, probs as
+stored) are still read.
 """
 
 from __future__ import annotations
@@ -25,31 +35,61 @@ from uldviz.scale.data import encode_examples, fingerprint, load_examples
 from uldviz.scale.loading import output_vocab
 from uldviz.train.objectives import CachedPairs, pair_positions
 
-__all__ = ["CACHE_FORMAT", "CACHE_DTYPES", "TeacherCache", "cache_row_bytes", "write_teacher_cache",
-           "cache_teacher", "main"]
+__all__ = ["CACHE_FORMAT", "READABLE_FORMATS", "CACHE_DTYPES", "Q8_RANGE", "TeacherCache", "cache_row_bytes",
+           "encode_probs", "decode_probs", "write_teacher_cache", "cache_teacher", "main"]
 
-CACHE_FORMAT = "uldviz-teacher-topk-cache/1"
+CACHE_FORMAT = "uldviz-teacher-topk-cache/2"
+#: Formats this version reads (1: int32 ids and positions, probabilities as stored).
+READABLE_FORMATS = ("uldviz-teacher-topk-cache/1", CACHE_FORMAT)
 META = "cache.json"
-CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+CACHE_DTYPES = {"q8": torch.uint8, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+#: The log-ratio range (nats below the row's largest probability) the 8-bit codes span.
+Q8_RANGE = 16.0
 
 
-def cache_row_bytes(k: int, dtype: str = "float16") -> int:
-    """Payload bytes of one cached position: k probabilities and int32 ids, a float32 tail, an int32 position."""
+def _id_dtype(vocab: int) -> torch.dtype:
+    """The narrowest signed type that holds ids 0..vocab-1 (16-bit ids are stored wrapped, read back & 0xFFFF)."""
+    return torch.int16 if vocab <= 2 ** 16 else torch.int32
+
+
+def cache_row_bytes(k: int, dtype: str = "q8", vocab: int = 2 ** 16) -> int:
+    """Payload bytes of one cached position (see the module docstring's formula)."""
     if dtype not in CACHE_DTYPES:
         raise ValueError(f"cache dtype must be one of {list(CACHE_DTYPES)}, got {dtype!r}")
-    return k * (torch.finfo(CACHE_DTYPES[dtype]).bits // 8 + 4) + 4 + 4
+    size = torch.finfo(CACHE_DTYPES[dtype]).bits // 8 if dtype != "q8" else 1
+    id_size = torch.iinfo(_id_dtype(vocab)).bits // 8
+    return k * (size + id_size) + (2 if dtype == "q8" else 0) + 4 + 2
 
 
-def _shard_tensors(rows: list[dict], k: int, dtype: torch.dtype) -> dict:
+def encode_probs(probs: torch.Tensor, dtype: str) -> dict:
+    """Top-k probabilities (N, k), sorted descending, as stored: ``{"topk_probs": ...}`` (+ ``"topk_max"`` for q8)."""
+    if dtype != "q8":
+        return {"topk_probs": probs.to(CACHE_DTYPES[dtype])}
+    top = probs[:, :1].clamp_min(1e-30)
+    ratio = (top.log() - probs.clamp_min(1e-30).log()) / (Q8_RANGE / 255)
+    return {"topk_probs": ratio.round().clamp(0, 255).to(torch.uint8), "topk_max": top[:, 0].to(torch.float16)}
+
+
+def decode_probs(stored: dict, dtype: str) -> torch.Tensor:
+    """The float32 probabilities of :func:`encode_probs`' output."""
+    if dtype != "q8":
+        return stored["topk_probs"].float()
+    codes = stored["topk_probs"].to(torch.float32)
+    return stored["topk_max"].float()[:, None] * torch.exp(-codes * (Q8_RANGE / 255))
+
+
+def _shard_tensors(rows: list[dict], k: int, dtype: str, id_dtype: torch.dtype, pos_dtype: torch.dtype) -> dict:
     """One shard: per-example rows concatenated, ``example_start`` (E+1) marking where each example begins."""
-    counts = torch.tensor([0] + [len(r["pos"]) for r in rows], device="cpu")  # shards are written from the CPU
+    cpu = dict(device="cpu")  # shards are written from the CPU
+    counts = torch.tensor([0] + [len(r["pos"]) for r in rows], **cpu)
     cat = lambda key, shape, dt: (torch.cat([r[key] for r in rows]) if int(counts.sum())  # noqa: E731
-                                  else torch.zeros(shape, dtype=dt, device="cpu"))
+                                  else torch.zeros(shape, dtype=dt, **cpu))
+    probs = cat("probs", (0, k), torch.float32).float()
     return {
         "example_start": torch.cumsum(counts, 0).to(torch.int64),
-        "student_index": cat("pos", (0,), torch.int32).to(torch.int32).contiguous(),
-        "topk_probs": cat("probs", (0, k), dtype).to(dtype).contiguous(),
-        "topk_ids": cat("ids", (0, k), torch.int32).to(torch.int32).contiguous(),
+        "student_index": cat("pos", (0,), torch.int32).to(pos_dtype).contiguous(),
+        **{key: v.contiguous() for key, v in encode_probs(probs, dtype).items()},
+        "topk_ids": cat("ids", (0, k), torch.int32).to(id_dtype).contiguous(),
         "tail": cat("tail", (0,), torch.float32).to(torch.float32).contiguous(),
     }
 
@@ -92,11 +132,11 @@ def write_teacher_cache(teacher, teacher_tok, student_tok, examples, out_dir, *,
                 t_pos = pairs.teacher[keep].to(device)
                 p = torch.softmax(logits[j, t_pos].float() / teacher_temperature, dim=-1)
                 top = torch.topk(p, k, dim=-1)
-                rows.append({"pos": pairs.student[keep].to(torch.int32), "probs": top.values.cpu().to(
-                    CACHE_DTYPES[dtype]), "ids": top.indices.cpu().to(torch.int32),
-                    "tail": (p.sum(-1) - top.values.sum(-1)).cpu()})
+                rows.append({"pos": pairs.student[keep].to(torch.int32), "probs": top.values.float().cpu(),
+                             "ids": top.indices.cpu().to(torch.int32), "tail": (p.sum(-1) - top.values.sum(-1)).cpu()})
         name = f"shard_{s:05d}.safetensors"
-        tensors = _shard_tensors(rows, k, CACHE_DTYPES[dtype])
+        pos_dtype = torch.int16 if max_tokens < 2 ** 15 else torch.int32
+        tensors = _shard_tensors(rows, k, dtype, _id_dtype(t_vocab), pos_dtype)
         save_file(tensors, str(out / name))
         shards.append({"file": name, "first": first, "count": last - first,
                        "positions": int(tensors["student_index"].numel()), "bytes": (out / name).stat().st_size})
@@ -112,10 +152,15 @@ class TeacherCache:
         if not meta_file.is_file():
             raise FileNotFoundError(f"no teacher cache at {self.path} (missing {META}); write one with "
                                     "`python -m uldviz cache-teacher ... --teacher-cache DIR`")
-        self.meta = json.loads(meta_file.read_text())
-        if self.meta.get("format") != CACHE_FORMAT:
-            raise ValueError(f"{meta_file} is not a {CACHE_FORMAT} cache (format {self.meta.get('format')!r})")
+        try:
+            self.meta = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"cache file {meta_file} is unreadable ({err})") from None
+        if self.meta.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{meta_file} was written as format {self.meta.get('format')!r}; this kit reads "
+                             f"{', '.join(READABLE_FORMATS)}: rewrite it with this kit's cache-teacher")
         self.k = int(self.meta["k"])
+        self.dtype = self.meta.get("dtype", "float16")
         self._shards = sorted(self.meta["shards"], key=lambda s: s["first"])
         self._open: dict = {}
 
@@ -145,16 +190,24 @@ class TeacherCache:
         if not desc["first"] <= i < desc["first"] + desc["count"]:
             raise IndexError(f"example {i} is not in the teacher cache at {self.path}")
         if desc["file"] not in self._open:
-            f = safe_open(str(self.path / desc["file"]), framework="pt")
+            try:
+                f = safe_open(str(self.path / desc["file"]), framework="pt")
+            except Exception as err:  # noqa: BLE001 - a truncated or foreign file: name it in one line
+                raise ValueError(f"cache shard {self.path / desc['file']} is unreadable ({err})") from None
             self._open[desc["file"]] = (f, f.get_tensor("example_start"))
         return desc, self._open[desc["file"]]
 
     def example(self, i: int) -> dict:
-        """The cached rows of example ``i``: student positions, top-k probabilities and ids, tail masses."""
+        """The cached rows of example ``i``: student positions, top-k probabilities (float32) and ids, tail masses."""
         desc, (f, starts) = self._shard(i)
         a, b = int(starts[i - desc["first"]]), int(starts[i - desc["first"] + 1])
-        return {key: f.get_slice(name)[a:b] for key, name in (("pos", "student_index"), ("probs", "topk_probs"),
-                                                               ("ids", "topk_ids"), ("tail", "tail"))}
+        try:
+            stored = {name: f.get_slice(name)[a:b] for name in f.keys() if name != "example_start"}
+        except Exception as err:  # noqa: BLE001 - a damaged shard: name it in one line
+            raise ValueError(f"cache shard {self.path / desc['file']} is unreadable ({err})") from None
+        ids = stored["topk_ids"].to(torch.int64)
+        return {"pos": stored["student_index"].to(torch.int64), "probs": decode_probs(stored, self.dtype),
+                "ids": ids & 0xFFFF if stored["topk_ids"].dtype == torch.int16 else ids, "tail": stored["tail"]}
 
     def lookup(self, batch) -> CachedPairs:
         """The cached targets of a batch's examples (``batch.index``), flattened: one row per cached position."""
@@ -164,7 +217,7 @@ class TeacherCache:
         sample = torch.repeat_interleave(torch.arange(len(rows), **cpu), torch.tensor(counts, dtype=torch.long, **cpu))
         return CachedPairs(sample,
                            torch.cat([r["pos"].long() for r in rows]),
-                           torch.cat([r["probs"].float() for r in rows]).reshape(-1, self.k),
+                           torch.cat([r["probs"] for r in rows]).reshape(-1, self.k),
                            torch.cat([r["tail"].float() for r in rows]))
 
 
@@ -214,7 +267,7 @@ def cache_teacher(cfg: ScaleConfig) -> dict:
                 "max_tokens": cfg.max_tokens, "teacher_temperature": cfg.teacher_temperature,
                 "fingerprint": fingerprint(examples), "n_examples": len(examples), "positions": positions,
                 "bytes": total, "bytes_per_position": total / max(1, positions),
-                "row_bytes": cache_row_bytes(cfg.top_k, cfg.cache_dtype), "processes": acc.num_processes,
+                "row_bytes": cache_row_bytes(cfg.top_k, cfg.cache_dtype, len(t_tok)), "processes": acc.num_processes,
                 "seconds": round(time.perf_counter() - start, 2), "shards": shards}
         (out / META).write_text(json.dumps(meta, indent=1) + "\n")
     acc.wait_for_everyone()

@@ -34,7 +34,7 @@ class ScaleConfig(TrainConfig):
     loss: str = "uld"  # "uld", "kl" (same tokenizer only), "ce" (no teacher), "hybrid", "chunk" (span groups)
     lam: float = PAPER_LAMBDA  # weight of the distillation term (the paper's value by default)
     teacher_cache: str = ""  # folder written by `cache-teacher`: train from it, no teacher in memory
-    cache_dtype: str = "float16"  # cache-teacher: probabilities stored as float16, bfloat16 or float32
+    cache_dtype: str = "q8"  # cache-teacher: probabilities as 8-bit log codes (q8), float16, bfloat16 or float32
     cache_shard_examples: int = 1024  # cache-teacher: examples per safetensors shard
     # data: text files (.txt: cut into windows) or `generate` output (.jsonl: prompt + completion)
     data: list = field(default_factory=list)  # training files; none and no --dataset: the kit's offline corpus
@@ -74,7 +74,7 @@ class ScaleConfig(TrainConfig):
         if isinstance(self.data, str):
             self.data = [self.data] if self.data else []
         super().__post_init__()
-        choices = {"student_init": ("pretrained", "fresh"), "cache_dtype": ("float16", "bfloat16", "float32")}
+        choices = {"student_init": ("pretrained", "fresh"), "cache_dtype": ("q8", "float16", "bfloat16", "float32")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -14,25 +14,29 @@ from pathlib import Path
 from uldviz.course.textblocks import read_between, replace_between
 from uldviz.scale.arithmetic import DOC_SHAPES, render_markdown
 
-__all__ = ["DOC", "RESULTS", "CACHE_MEASURE", "measure_cache", "render_cache", "topk_errors", "render_topk",
+__all__ = ["DOC", "RESULTS", "CACHE_MEASURE", "measure_cache", "render_cache", "measure_q8_error", "render_q8_error",
+           "topk_errors", "render_topk",
            "replace_block", "read_block", "main"]
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "scale.md"
 RESULTS = ROOT / "benchmarks" / "results.json"
 #: How the cache sizes are measured: the kit's shipped teacher and student tokenizer on the start of its corpus.
-CACHE_MEASURE = {"chars": 40_000, "window_chars": 400, "max_tokens": 128, "ks": (64, 1000), "dtype": "float16"}
+CACHE_MEASURE = {"chars": 40_000, "window_chars": 400, "max_tokens": 128, "ks": (64, 1000),
+                 "dtypes": ("q8", "float16"), "dtype": "q8"}
 
 
-def measure_cache(k: int, chars: int, window_chars: int, max_tokens: int, dtype: str = "float16") -> dict:
+def measure_cache(k: int, chars: int, window_chars: int, max_tokens: int, dtype: str = "q8",
+                  keep: str | None = None) -> dict:
     """Write a teacher cache of the shipped teacher (data/teacher) for the student tokenizer (data/tokenizers/student)
-    on the first ``chars`` characters of the kit's corpus in a temporary folder; return its size on disk."""
+    on the first ``chars`` characters of the kit's corpus in a temporary folder (or ``keep``); return its size."""
     from uldviz.env import data_dir
     from uldviz.io.corpus import load_corpus
     from uldviz.scale.cache import cache_teacher
     from uldviz.scale.config import ScaleConfig
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = keep or scratch
         text = Path(tmp) / "text.txt"
         text.write_text(load_corpus()[:chars], encoding="utf-8")
         cfg = ScaleConfig(teacher=str(Path(data_dir()) / "teacher"),
@@ -45,13 +49,52 @@ def measure_cache(k: int, chars: int, window_chars: int, max_tokens: int, dtype:
 
 def render_cache(rows: list[dict]) -> str:
     """The cache-size table: measured bytes, the row formula, and MB per million positions (= bytes per position)."""
-    lines = ["| k | stored as | positions measured | bytes on disk | bytes per position (formula) | "
+    names = {"q8": "8-bit log codes + float16 row max", "float16": "float16 probs", "bfloat16": "bfloat16 probs",
+             "float32": "float32 probs"}
+    lines = ["| k | stored as (ids: int16) | positions measured | bytes on disk | bytes per position (formula) | "
              "**per million tokens** |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['k']:,} | {r['dtype']} probs, int32 ids | {r['positions']:,} | {r['bytes']:,} | "
+        lines.append(f"| {r['k']:,} | {names[r['dtype']]} | {r['positions']:,} | {r['bytes']:,} | "
                      f"{r['bytes_per_position']:,.1f} ({r['row_bytes']:,}) | "
                      f"**{r['bytes_per_position']:,.0f} MB** |")
     return "\n".join(lines)
+
+
+def measure_q8_error(k: int = 64, seed: int = 0) -> dict:
+    """How much the 8-bit codes change the top-k ULD loss, against float32 storage of the same cache, for a random
+    student (logits normal, standard deviation 2) on every cached position of :data:`CACHE_MEASURE`'s data."""
+    import torch
+
+    from uldviz.maths.losses import uld_topk_from_teacher_topk
+    from uldviz.scale.cache import TeacherCache
+
+    m = CACHE_MEASURE
+    with tempfile.TemporaryDirectory() as tmp:
+        caches = {}
+        for dtype in ("float32", "q8"):
+            Path(tmp, dtype).mkdir()
+            measure_cache(k, m["chars"], m["window_chars"], m["max_tokens"], dtype, keep=str(Path(tmp, dtype)))
+            caches[dtype] = TeacherCache(Path(tmp, dtype, "cache"))
+        g = torch.Generator().manual_seed(seed)
+        exact, coded = [], []
+        for i in range(caches["q8"].meta["n_examples"]):
+            a, b = caches["float32"].example(i), caches["q8"].example(i)
+            s = torch.randn(len(a["pos"]), 640, generator=g) * 2
+            exact.append(uld_topk_from_teacher_topk(s, a["probs"], a["tail"], reduction="none"))
+            coded.append(uld_topk_from_teacher_topk(s, b["probs"], b["tail"], reduction="none"))
+    exact, coded = torch.cat(exact), torch.cat(coded)
+    rel = (coded - exact).abs() / exact
+    return {"k": k, "positions": int(exact.numel()),
+            "mean_loss_rel_change": float((coded.mean() - exact.mean()).abs() / exact.mean()),
+            "per_position_mean_rel_change": float(rel.mean()), "per_position_max_rel_change": float(rel.max())}
+
+
+def render_q8_error(r: dict) -> str:
+    """One sentence with the measured effect of the 8-bit codes."""
+    return (f"With k = {r['k']}, the 8-bit codes change the mean top-k ULD loss over all {r['positions']:,} cached "
+            f"positions by {r['mean_loss_rel_change']:.3%} against float32 storage; per position by "
+            f"{r['per_position_mean_rel_change']:.2%} on average ({r['per_position_max_rel_change']:.1%} at most) "
+            "(a random student, logits normal with standard deviation 2).")
 
 
 def topk_errors(path=RESULTS) -> list[dict]:
@@ -102,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     blocks = {"arithmetic": render_markdown(DOC_SHAPES), "topk": render_topk(topk_errors())}
     if not args.skip_cache:
         m = CACHE_MEASURE
-        blocks["cache"] = render_cache([measure_cache(k, m["chars"], m["window_chars"], m["max_tokens"], m["dtype"])
-                                        for k in m["ks"]])
+        blocks["cache"] = render_cache([measure_cache(k, m["chars"], m["window_chars"], m["max_tokens"], dtype)
+                                        for k in m["ks"] for dtype in m["dtypes"]])
+        blocks["q8"] = render_q8_error(measure_q8_error())
     for name, body in blocks.items():
         print(f"== {name}\n{body}\n")
     if args.write:
