@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uldviz.course.colab import LAUNCH_TAG
+from uldviz.course.notation import write_readme_table
 from uldviz.course.textblocks import replace_between
 
 __all__ = [
@@ -334,6 +335,8 @@ def write_statements(notebooks_dir=None, record_path=None) -> list[Path]:
         if new != text:
             readme.write_text(new)
             changed.append(readme)
+    if readme.is_file() and write_readme_table(readme) and readme not in changed:  # the table of symbols
+        changed.append(readme)
     return changed
 
 
