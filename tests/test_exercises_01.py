@@ -121,14 +121,36 @@ def test_limit_gradient_catches_an_answer_that_only_fits_the_toy_pair():
 
 
 # ------------------------------------------------------------------ exercise 7: where training ends
-def test_gradient_verdict_right_letter_and_explained_wrong_ones():
+def right_end():
+    """Where the student over dog, cat, sun ends for EX7_TEACHER: the teacher renormalised on the shared tokens."""
+    mass = sum(ex01.EX7_TEACHER.get(v, 0.0) for v in ex01.EX4_STUDENT_TOKENS)
+    return {v: ex01.EX7_TEACHER.get(v, 0.0) / mass for v in ex01.EX4_STUDENT_TOKENS}
+
+
+def test_gradient_verdict_needs_the_right_letter_and_its_reason():
     assert set(ex01.EX7_CHOICES) == {"A", "B", "C", "D"}
-    assert ex01.check_gradient_verdict("B").ok and ex01.check_gradient_verdict(" b) ").ok
+    assert ex01.check_gradient_verdict("B", right_end()).ok and ex01.check_gradient_verdict(" b) ", right_end()).ok
+    letter_only = ex01.check_gradient_verdict("B")
+    assert not letter_only.ok and "reason" in letter_only.message  # four guesses are not enough
     for wrong in "ACD":
-        fb = ex01.check_gradient_verdict(wrong)
+        fb = ex01.check_gradient_verdict(wrong, right_end())
         assert not fb.ok and len(fb.message) > 40
     assert "letters" in ex01.check_gradient_verdict("E").message
     assert "Replace None" in ex01.check_gradient_verdict(None).message
+
+
+def test_gradient_verdict_explains_a_wrong_reason():
+    moon_to_sun = {"dog": 0.2, "cat": 0.1, "sun": 0.7}
+    cases = [(moon_to_sun, "choice A"), ({"dog": 0.5, "cat": 0.5, "sun": 0.0}, "not 0"),
+             ({"dog": 0.2, "cat": 0.1, "sun": 0.0}, "sum to"), ({"dog": 1.0, "cat": 0.0}, "dict over"),
+             ([0.6, 0.4, 0.0], "dict over"), ({"dog": None, "cat": 0.5, "sun": 0.5}, "Replace None")]
+    for end, words in cases:
+        fb = ex01.check_gradient_verdict("B", end)
+        assert not fb.ok and words in fb.message, (end, fb.message)
+    end = right_end()
+    assert "0.667" not in ex01.check_gradient_verdict("B", {"dog": 0.5, "cat": 0.5, "sun": 0.0}).message
+    grad = patches.smoothed_kl_gradient(ex01.EX7_TEACHER, {**end, "sun": 1e-12}, 1e-12)  # autograd agrees: 0
+    assert max(abs(g) for g in grad.values()) < 1e-6
 
 
 def test_gradient_verdict_b_is_where_the_gradient_vanishes():

@@ -55,13 +55,29 @@ def test_sorted_plan_explains_typical_mistakes():
         T[0, 0] = -T[0, 0]
         return T
 
-    cases = [(by_index, "vocabulary order"), (reversed_order, "not optimal"), (probabilities_as_masses, "POSITIONS"),
+    cases = [(by_index, "vocabulary order"), (reversed_order, "in reverse"), (probabilities_as_masses, "POSITIONS"),
              (unpadded, "Zero-pad"), (doubled, "1/N"), (negative, "non-negative"),
              (lambda p, q: [1, 2, 3], "2-dimensional"), (lambda p, q: p[10], "raised IndexError"),
              (None, "Replace None"), (3, "function itself")]
     for fn, words in cases:
         fb = ex02.check_sorted_plan(fn)
         assert not fb.ok and words in fb.message, (words, fb.message)
+
+
+def test_sorted_plan_tells_reversed_ranks_from_vocabulary_order():
+    """On the first 3 x 3 pair the reversed pairing IS the identity: the diagnosis must look at every pair."""
+    def reversed_order(p, q):
+        N = max(len(p), len(q))
+        pp, qq = np.pad(p, (0, N - len(p))), np.pad(q, (0, N - len(q)))
+        T = np.zeros((N, N))
+        T[np.argsort(-pp), np.argsort(qq)] = 1 / N
+        return T
+
+    p, q = ex02._ex4_pairs()[0]
+    assert np.allclose(reversed_order(p, q), np.eye(3) / 3)  # the coincidence that misled the old message
+    fb = ex02.check_sorted_plan(reversed_order)
+    assert not fb.ok and "not optimal" in fb.message and "in reverse" in fb.message
+    assert "vocabulary order" not in fb.message
 
 
 # ------------------------------------------------------------------ exercise 5: top-k + tail <= ULD, equality case

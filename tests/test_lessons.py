@@ -15,6 +15,8 @@ from uldviz.course import lessons as L
 
 #: Every lesson notebook follows the conventions of notebooks/README.md (a new lesson is checked as it lands).
 CONVERTED = [p.name for p in L.lesson_paths(NOTEBOOKS)]
+#: Optional pages of a lesson (NNx_name.ipynb): a stated time by the same rule, launch cells, a summary; no exercises.
+OPTIONAL = [p.name for p in L.optional_paths(NOTEBOOKS)]
 
 
 def _toy_notebook(executed: bool = False):
@@ -52,6 +54,7 @@ def test_notebook_stats_count_what_a_learner_reads():
     assert stats.code_cells == 3
     assert stats.words == 7 + 5 + 5  # "Title" and the sentence, then the two exercise texts
     assert stats.exercises == {"implement": 1, "interpret": 1} and stats.n_exercises == 2
+    assert stats.code_lines == 2 + 1 + 1 and stats.generated_words == 0  # no Markdown(...) or print(...) text
     assert stats.widgets is None  # not executed: unknown
     executed = _toy_notebook(executed=True)
     assert L.notebook_stats(executed).widgets == 1  # no saved widget state: every widget view counts
@@ -62,6 +65,20 @@ def test_notebook_stats_count_what_a_learner_reads():
     executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]["bar"]["model_name"] = \
         "FloatSliderModel"
     assert L.notebook_stats(executed).widgets == 1
+
+
+def test_text_the_code_writes_is_read_too():
+    """Markdown(...) and print(...) literals are prose (formulas out, one word per computed value); tables are not."""
+    assert L.generated_words('display(Markdown(f"ULD is {x:.3f} here, $a+b$ apart"))') == 5  # ULD is {x} here apart
+    assert L.generated_words('print("one two", three)\nprint(f"four {five}")') == 4
+    assert L.generated_words('display(Markdown(tplots.markdown_table(rows, fmt=".4g")))') == 0
+    assert L.generated_words('display(Markdown("a " + "b c"))\n%matplotlib inline') == 3
+    assert L.generated_words("def broken(:") == 0
+    assert L.code_lines("a = 1\n\n# a comment is read\n   \nb = 2") == 3
+    nb = _toy_notebook()
+    nb.cells.insert(3, new_code_cell('print("the teacher puts", share, "on them")'))
+    stats = L.notebook_stats(nb)
+    assert stats.generated_words == 5 and stats.code_lines == 5 and stats.code_cells == 4  # the variable: no word
 
 
 def test_unlabelled_exercises_are_counted_from_checker_calls_and_unknown_kinds_refused():
@@ -82,22 +99,41 @@ def test_an_appendix_is_counted_apart_from_the_lesson():
     assert (stats.optional_words, stats.optional_code_cells) == (2 + 1 + 200, 1)  # "Appendix optional speed"
     assert (stats.words, stats.code_cells) == (core.words + 1, core.code_cells + 1)  # the summary is the lesson's
     stats.run_seconds, stats.widgets = 10, 0
-    assert L.estimate_minutes(stats)["optional"] == 4  # 203 words / 100 + 1 cell, rounded up
-    assert "the optional appendix adds about 4 more" in L.time_sentence(stats)
+    t = L.estimate_minutes(stats)
+    # quick: 203 / 120 + 1 line / 15 + 1 cell = 2.8 -> 2; careful: 203 / 100 + 1 / 12 + 1 = 3.1 -> 4
+    assert (t["optional_low"], t["optional_high"]) == (2, 4)
+    assert "the optional appendix adds about 2–4 more" in L.time_sentence(stats)
 
 
 def test_estimate_minutes_is_the_documented_rule():
+    """Every term at both paces: reading (markdown + text the code writes), code lines and cells, widgets, exercises
+    (times a factor), the measured run; the quick total to the nearest 5, the careful one up to the next 5."""
     stats = L.LessonStats("x", words=1000, code_cells=10, exercises={"implement": 1, "by hand": 2}, widgets=2,
-                          run_seconds=90)
+                          run_seconds=90, generated_words=200, code_lines=120)
     t = L.estimate_minutes(stats)
-    assert t["reading"] == 1000 / L.READING_WPM
-    assert t["exercises"] == L.EXERCISE_MINUTES["implement"] + 2 * L.EXERCISE_MINUTES["by hand"]
-    exact = 10 + 10 * L.MINUTES_PER_CODE_CELL + 2 * L.MINUTES_PER_WIDGET + t["exercises"] + 1.5
-    assert t["total"] % L.ROUND_TO == 0 and exact <= t["total"] < exact + L.ROUND_TO
+    exercises = L.EXERCISE_MINUTES["implement"] + 2 * L.EXERCISE_MINUTES["by hand"]
+    totals = []
+    for pace, name in enumerate(L.PACES):
+        terms = t[name]
+        assert terms["reading"] == 1200 / L.READING_WPM[pace]
+        assert terms["code"] == 120 / L.CODE_LINES_PER_MINUTE[pace] + 10 * L.MINUTES_PER_CODE_CELL
+        assert terms["widgets"] == 2 * L.MINUTES_PER_WIDGET and terms["run"] == 1.5
+        assert terms["exercises"] == L.EXERCISE_FACTOR[pace] * exercises
+        totals.append(sum(terms.values()))
+    assert totals[0] < totals[1]  # careful is slower
+    assert t["low"] % L.ROUND_TO == 0 and abs(t["low"] - totals[0]) <= L.ROUND_TO / 2
+    assert t["high"] % L.ROUND_TO == 0 and totals[1] <= t["high"] < totals[1] + L.ROUND_TO
+    lecture = [totals[i] - t[name]["exercises"] for i, name in enumerate(L.PACES)]
+    assert abs(t["lecture_low"] - lecture[0]) <= L.ROUND_TO / 2 and lecture[1] <= t["lecture_high"]
     sentence = L.time_sentence(stats)
-    assert sentence.startswith(f"about {t['total']} minutes") and "1,000 words" in sentence and "90 s" in sentence
+    assert sentence.startswith(f"about {t['low']}–{t['high']} minutes for a graduate student")
+    for part in ("1,000 words of text and 200 written by the code", "10 code cells (120 lines)", "90 s of Run All",
+                 f"homework, about {t['lecture_low']}–{t['lecture_high']}"):
+        assert part in sentence, part
     with pytest.raises(ValueError, match="no measured run"):
         L.time_sentence(L.LessonStats("y", 10, 1))
+    unmeasured = L.time_sentence(L.LessonStats("02b_page", 100, 2, code_lines=10), measured=False)
+    assert "not recorded yet" in unmeasured and "homework" not in unmeasured
 
 
 def test_set_flag_and_replace_between():
@@ -162,6 +198,30 @@ def test_stated_time_is_the_rule_applied_to_the_measurements(name):
     header = nbformat.read(NOTEBOOKS / name, as_version=4).cells[2].source
     stated = header.split(L.TIME_START)[1].split(L.TIME_END)[0]
     assert stated == L.time_sentence(stats), "run `python -m uldviz.course.lessons --write`"
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+def test_optional_page_states_its_time_and_closes_with_a_summary(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert name[:2] + "_" in "".join(p.name[:3] for p in L.lesson_paths(NOTEBOOKS))  # it belongs to a lesson
+    assert "uldviz-launch" in nb.cells[0].metadata.get("tags", [])
+    header = nb.cells[2].source
+    assert header.startswith(f"# {name[:3]} ") and L.TIME_START in header
+    stats = L.notebook_stats(nb, name=name[:-len(".ipynb")])
+    run = L.read_record().get("notebooks", {}).get(stats.name, {})
+    stats.run_seconds, stats.widgets = run.get("run_seconds"), run.get("widgets")
+    stated = header.split(L.TIME_START)[1].split(L.TIME_END)[0]
+    assert stated == L.time_sentence(stats, measured=bool(run)), "run `python -m uldviz.course.lessons --write`"
+    last = nb.cells[-1]
+    assert last.cell_type == "code" and "display(Markdown(" in last.source and "**Next:**" in last.source
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_site_builds_lessons_and_their_optional_pages_in_order(tmp_path):
+    for n in ("01_a", "02_b", "02b_extra", "03_c", "2_not_a_lesson", "x02_c"):
+        (tmp_path / f"{n}.ipynb").write_text("{}")
+    assert [p.name for p in L.page_paths(tmp_path)] == ["01_a.ipynb", "02_b.ipynb", "02b_extra.ipynb", "03_c.ipynb"]
+    assert [p.name for p in L.lesson_paths(tmp_path)] == ["01_a.ipynb", "02_b.ipynb", "03_c.ipynb"]
 
 
 def test_instructor_table_is_the_generated_one(tmp_path):

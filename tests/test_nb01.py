@@ -28,7 +28,7 @@ def test_ex1_accepts_the_right_kl_and_diagnoses_mistakes():
     bits = ex01.check_kl_by_hand(_kl(ex01.EX1_TEACHER, ex01.EX1_STUDENT, math.log2))
     assert not bits.ok and "base 2" in bits.message
     flipped = ex01.check_kl_by_hand(_kl(ex01.EX1_STUDENT, ex01.EX1_TEACHER))
-    assert not flipped.ok and "KL(p_S" in flipped.message
+    assert not flipped.ok and "KL(q ‖ p)" in flipped.message
     assert "Too small" in ex01.check_kl_by_hand(right / 2).message
     assert "Too large" in ex01.check_kl_by_hand(right * 2).message
     assert "never negative" in ex01.check_kl_by_hand(-0.1).message
@@ -36,6 +36,19 @@ def test_ex1_accepts_the_right_kl_and_diagnoses_mistakes():
     assert not ex01.check_kl_by_hand("abc").ok
     assert "one number" in ex01.check_kl_by_hand(torch.tensor([0.1, 0.2])).message
     assert ex01.check_kl_by_hand(torch.tensor(right)).ok
+
+
+def test_ex1_states_its_tolerance_and_accepts_two_significant_digits():
+    """0.22 for a KL of 0.2180 is right to the 2 digits a learner rounds to; 0.21 is not, and the message says why."""
+    right = _kl(ex01.EX1_TEACHER, ex01.EX1_STUDENT)
+    assert f"{right:.4f}" == "0.2180"
+    for ok in (0.22, 0.218, 0.2175, round(right, 5)):
+        fb = ex01.check_kl_by_hand(ok)
+        assert fb.ok and "2 significant digits" in fb.message, ok
+    for wrong, words in ((0.21, "Too small"), (0.23, "Too large"), (0.2, "Too small")):
+        fb = ex01.check_kl_by_hand(wrong)
+        assert not fb.ok and words in fb.message and "2 significant digits" in fb.message, wrong
+        assert "recheck each term" in fb.message and "0.22" not in fb.message  # never the answer
 
 
 def test_ex2_epsilon():

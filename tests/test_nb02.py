@@ -1,4 +1,5 @@
-"""Notebook 02 (optimal transport) runs headless in fast mode, with no error, in under two minutes."""
+"""Notebook 02 (optimal transport) and its optional page 02b (speed) run headless in fast mode, with no error, in
+under two minutes each."""
 
 from __future__ import annotations
 
@@ -24,6 +25,24 @@ def test_notebook_02_runs_without_errors_fast():
     assert "not monotone (asserted" in text and "of its probability on them" in text
     streams = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
     assert streams.count("✅") >= 7  # the solutions cell passes every checker
+
+
+def test_speed_page_states_what_was_measured_and_extrapolates_only_a_little():
+    """02b: exact OT is reported up to its largest measured size, extrapolated at most EXTRAPOLATE_AT_MOST times
+    that size, never at real vocabulary sizes (no hours for a batch); the closed form's small-N slope is overhead."""
+    import re
+
+    nb, seconds = run_notebook("02b_speed_appendix.ipynb", timeout=300)
+    assert error_outputs(nb) == [] and seconds < 120, seconds
+    text = "".join(
+        "".join(out.get("data", {}).get("text/markdown", "")) + "".join(out.get("text", ""))
+        for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+    )
+    assert "was measured up to N = " in text and "no time is given for them" in text
+    factor = int(re.search(r"(\d+) times further, at N = ", text).group(1))
+    assert factor <= 2
+    assert not re.search(r"\d h\b|hours", text)  # no batch time at a vocabulary 25x past the data
+    assert "fixed overhead" in text and "ValueError: exact OT at size" in text
 
 
 def test_solutions_cell_is_hidden_and_tagged():

@@ -58,6 +58,22 @@ def test_shipped_teacher_reaches_recorded_validation_score(shipped):
     assert bpb < 0.6 * uniform
 
 
+def test_load_teacher_shows_no_progress_bar_and_restores_the_setting(capfd):
+    """transformers 5 draws "Loading weights 0/40" on each from_pretrained: a notebook would store it in its outputs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    capfd.readouterr()
+    load_teacher()
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err
+    assert hf_logging.is_progress_bar_enabled()  # only silenced while the teacher loads
+    hf_logging.disable_progress_bar()
+    load_teacher()
+    assert not hf_logging.is_progress_bar_enabled()  # a setting the caller chose is kept
+    hf_logging.enable_progress_bar()
+
+
 def test_load_teacher_missing_folder_says_how_to_rebuild(tmp_path):
     with pytest.raises(FileNotFoundError, match="build-teacher"):
         load_teacher(tmp_path)

@@ -173,6 +173,23 @@ def test_token_chips_show_both_tokenizations(offline_pair):
     assert "uldviz-token-text" in w.text._dom_classes and "uldviz-token-chips" in w.chips._dom_classes
 
 
+def test_token_chips_say_what_each_vocabulary_number_counts(offline_pair):
+    """ids (special tokens included) and distinct texts (no specials, no byte pieces of a character) are named apart,
+    and they add up: ids = special ids + distinct texts + ids that hold part of a character or repeat a text."""
+    from uldviz.vocab.shared import surface_vocab
+
+    t, s = offline_pair
+    w = TokenChips(s, t)
+    line = w.vocab_text
+    assert line in w.stats.value or line.replace("&", "&amp;") in w.stats.value
+    for tok, texts in ((s, w.overlap["student_strings"]), (t, w.overlap["teacher_strings"])):
+        specials = len(set(tok.all_special_ids))
+        assert texts == len(surface_vocab(tok)) and texts + specials <= len(tok)
+        assert f"{len(tok):,}" in line and f"{texts:,}" in line and f"{len(tok) - specials - texts:,}" in line
+    assert "ids, special tokens included" in line and "distinct texts" in line
+    assert f"{w.overlap['shared']:,} of {w.overlap['union']:,}" in line
+
+
 def test_token_chips_update_when_the_text_changes(offline_pair):
     t, s = offline_pair
     w = TokenChips(s, t)

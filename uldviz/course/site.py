@@ -1,10 +1,10 @@
 """The course as static HTML: execute every lesson notebook and render it, with an index page (``make site``).
 
 ``python -m uldviz.course.site [--out site] [--only 01 02] [--record] [--solutions]`` runs each
-``notebooks/NN_*.ipynb`` top to bottom in a fresh kernel (default mode; the small fast mode only when
-``ULDVIZ_FAST=1`` is set, as in the tests), keeps the widgets' last state (nbclient's
-``store_widget_state``), renders each executed notebook with nbconvert's HTML exporter, adds a
-static snapshot of every widget's plots and readout (shown only when the page cannot load the
+``notebooks/NN_*.ipynb`` lesson and each ``notebooks/NNx_*.ipynb`` optional page (e.g. ``02b``) top to bottom
+in a fresh kernel (default mode; the small fast mode only when ``ULDVIZ_FAST=1`` is set, as in the tests), keeps
+the widgets' last state (nbclient's ``store_widget_state``), renders each executed notebook with nbconvert's HTML
+exporter, adds a static snapshot of every widget's plots and readout (shown only when the page cannot load the
 widget library from its CDN), and writes ``index.html``. Plots are PNG images inside the pages,
 so they show everywhere. ``--record`` stores each notebook's measured run in ``data/lessons.json``
 (see :mod:`uldviz.course.lessons`). Nothing here is imported by the notebooks.
@@ -29,7 +29,7 @@ from uldviz.env import FAST_ENV, fast_mode, load_average
 
 __all__ = ["LESSON_GLOB", "execute", "add_widget_snapshots", "render_html", "index_html", "build_site", "main"]
 
-#: The notebooks a site is made of: ``notebooks/NN_name.ipynb``.
+#: The notebooks a site is made of: ``notebooks/NN_name.ipynb`` lessons and ``NNx_name.ipynb`` optional pages.
 LESSON_GLOB = lessons.LESSON_GLOB
 _SNAPSHOT_CSS = """<style>
 /* the live widget rendered (its library loaded from the CDN): hide the static snapshot under it */
@@ -251,11 +251,12 @@ def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int = 1800
     if record and solutions:
         raise ValueError("refusing to record run times with --solutions: the stated times are for a learner's Run All")
     folder = Path(notebooks_dir) if notebooks_dir is not None else lessons.notebooks_folder()
-    paths = lessons.lesson_paths(folder)
+    paths = lessons.page_paths(folder)  # lessons, each followed by its optional pages
     if only:
         paths = [p for p in paths if any(p.name.startswith(str(o)) for o in only)]
     if not paths:
-        raise FileNotFoundError(f"no lesson notebooks matching {LESSON_GLOB!r} (only={only}) in {folder}")
+        raise FileNotFoundError(f"no lesson notebooks matching {LESSON_GLOB!r} or {lessons.OPTIONAL_GLOB!r} "
+                                f"(only={only}) in {folder}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start, entries = time.perf_counter(), []

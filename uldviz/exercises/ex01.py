@@ -3,6 +3,7 @@
 Each ``check_*`` function returns a :class:`~uldviz.exercises._core.Feedback`: it says "right",
 or what is wrong (too small, wrong log base, wrong direction, forgot to sort, ...), never the
 answer itself. The exercise data are module constants so the notebook prints them from here.
+Notation as in :mod:`uldviz.course.notation`: p is the teacher's distribution, q the student's.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ __all__ = [
     "check_uld_implementation",
     "check_limit_gradient",
     "EX7_CHOICES",
+    "EX7_TEACHER",
     "check_gradient_verdict",
 ]
 
-#: Exercise 1: one shared vocabulary, compute KL(p_T || p_S) by hand (natural log).
+#: Exercise 1: one shared vocabulary, compute KL(p || q) by hand (natural log).
 EX1_TEACHER = {"dog": 0.5, "cat": 0.3, "bird": 0.2}
 EX1_STUDENT = {"dog": 0.25, "cat": 0.25, "bird": 0.5}
 #: Exercise 2: find an ε whose smoothed KL of the toy pair exceeds this many nats.
@@ -58,6 +60,19 @@ EX4_STUDENT_TOKENS = ("dog", "cat", "sun")
 def _close(a: float, b: float, rel: float = 2e-3, abs_: float = 5e-4) -> bool:
     """Equal up to rounding a student may do by hand."""
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+#: Exercise 1's tolerance: the answer is right when it rounds to the same significant digits as the truth.
+EX1_DIGITS = 2
+EX1_TOLERANCE = (f"your number and the exact KL are compared after rounding both to {EX1_DIGITS} significant "
+                 "digits, so 0.1234 and 0.12 count the same")
+
+
+def _significant(x: float, digits: int) -> float:
+    """``x`` rounded to ``digits`` significant digits (0 stays 0)."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    return round(x, digits - 1 - math.floor(math.log10(abs(x))))
 
 
 def _kl(p: dict, q: dict, log=math.log) -> float:
@@ -76,8 +91,9 @@ def check_kl_by_hand(answer) -> Feedback:
     if math.isnan(x) or math.isinf(x):
         return Feedback(False, "Both models share the vocabulary and give every token some probability: "
                                "KL is finite here.")
-    if _close(x, truth):
-        return Feedback(True, "Right: that is KL(p_T ‖ p_S) in nats, what uldviz.maths.losses.kl_divergence gives.")
+    if _close(x, truth) or _significant(x, EX1_DIGITS) == _significant(truth, EX1_DIGITS):
+        return Feedback(True, "Right: that is KL(p ‖ q) in nats, what uldviz.maths.losses.kl_divergence gives. "
+                              f"(Tolerance: {EX1_TOLERANCE}.)")
     if x < 0:
         return Feedback(False, "KL is never negative (Gibbs' inequality). Did you forget to weight each log ratio "
                                "by the teacher's probability, or flip the ratio?")
@@ -86,10 +102,10 @@ def check_kl_by_hand(answer) -> Feedback:
     if _close(x, _kl(EX1_TEACHER, EX1_STUDENT, math.log10)):
         return Feedback(False, "You used log base 10? The loss uses the natural log (nats).")
     if _close(x, _kl(EX1_STUDENT, EX1_TEACHER)):
-        return Feedback(False, "You computed KL(p_S ‖ p_T): the teacher's probabilities weight the log "
-                               "ratios and sit on top of the ratio: sum p_T · log(p_T / p_S).")
-    return Feedback(False, "Too small: recheck each term p_T · log(p_T / p_S)." if x < truth
-                    else "Too large: recheck each term p_T · log(p_T / p_S).")
+        return Feedback(False, "You computed KL(q ‖ p): the teacher's probabilities p weight the log "
+                               "ratios and sit on top of the ratio: sum p · log(p / q).")
+    return Feedback(False, f"{'Too small' if x < truth else 'Too large'}, beyond the tolerance ({EX1_TOLERANCE}): "
+                           "recheck each term p · log(p / q), natural log.")
 
 
 # --------------------------------------------------------------------------- exercise 2
@@ -332,16 +348,16 @@ def check_limit_gradient(fn) -> Feedback:
                                    "gradient). The exercise asks for the gradient itself.")
         plain = {k: student[k] - teacher.get(k, 0.0) for k in student}
         if all(math.isclose(got[k], plain[k], abs_tol=1e-6) for k in want):
-            return Feedback(False, "That is p_S − p_T, the gradient of KL on ONE shared vocabulary. Here part of the "
+            return Feedback(False, "That is q − p, the gradient of KL on ONE shared vocabulary. Here part of the "
                                    "teacher's mass sits on tokens the student lacks: where does that change the sum "
-                                   "over v of p_T(v) in the derivative of the softmax?")
+                                   "over v of p(v) in the derivative of the softmax?")
         worst = max(want, key=lambda k: abs(got[k] - want[k]))
         return Feedback(False, f"Not yet: for {where} your value for {worst!r} is {got[worst]:.4g}, autograd gives "
                                f"{want[worst]:.4g}. Write KL_ε's terms that depend on z, let ε → 0, then use "
-                               "∂p_S(w)/∂z_v = p_S(w)(δ_wv − p_S(v)).")
-    return Feedback(True, "Right: as ε → 0 the gradient is m·p_S(v) − p_T(v), with m the teacher's mass on the "
+                               "∂q(w)/∂z_v = q(w)(δ_wv − q(v)).")
+    return Feedback(True, "Right: as ε → 0 the gradient is P·q(v) − p(v), with P the teacher's mass on the "
                           "student's tokens. ε has dropped out, and the teacher's tokens the student lacks only "
-                          "enter through m.")
+                          "enter through P.")
 
 
 # --------------------------------------------------------------------------- exercise 7 (interpret)
@@ -352,11 +368,13 @@ EX7_CHOICES = {
     "C": "dog 0.4, cat 0.4, sun 0.2: it stays where it is, since the gradient does not depend on ε",
     "D": "nowhere: the loss grows as ε shrinks, so the steps grow too and training never settles",
 }
+#: Exercise 7's second teacher: apply your reason to it (the student keeps the vocabulary dog, cat, sun).
+EX7_TEACHER = {"dog": 0.2, "cat": 0.1, "moon": 0.7}
 _EX7_WHY = {
-    "A": "At dog 0.5, cat 0.3, sun 0.2 the gradient is not 0 (try vocab.smoothed_kl_gradient on it): the student is "
-         "still pushed to lower sun. Nothing ties sun to moon: the student has no logit for moon.",
-    "B": "Right: there the gradient is 0 for every small ε. Training with patch (a) ends at the teacher renormalised "
-         "on the shared tokens, what patch (b) compares; the teacher's moon never reaches the student.",
+    "A": "At dog 0.5, cat 0.3, sun 0.2 the gradient is not 0 (try patches.smoothed_kl_gradient on it): the student "
+         "is still pushed to lower sun. Nothing ties sun to moon: the student has no logit for moon.",
+    "B": "B is the right letter. Training with patch (a) ends at the teacher renormalised on the shared tokens, what "
+         "patch (b) compares; the teacher's moon never reaches the student.",
     "C": "The gradient at the current student is not 0 (the curves are away from 0): a training step moves it. "
          "Not depending on ε is not the same as being 0.",
     "D": "The value grows as ε shrinks, but the gradient curves are flat in ε: the steps do not grow, and they "
@@ -364,6 +382,47 @@ _EX7_WHY = {
 }
 
 
-def check_gradient_verdict(choice) -> Feedback:
-    """Exercise 7: the letter of :data:`EX7_CHOICES` that the measured gradient (and exercise 6) support."""
-    return choice_feedback(choice, _EX7_WHY, right="B")
+def _ex7_end(teacher: dict) -> dict:
+    """Where patch (a) takes a student over EX4_STUDENT_TOKENS: the zero of exercise 6's P·q − p."""
+    mass = sum(teacher.get(v, 0.0) for v in EX4_STUDENT_TOKENS)
+    return {v: teacher.get(v, 0.0) / mass for v in EX4_STUDENT_TOKENS}
+
+
+def check_gradient_verdict(choice, end=None) -> Feedback:
+    """Exercise 7: the letter of :data:`EX7_CHOICES` that the measured gradient (and exercise 6) support, and the
+    reason applied to a new case: ``end``, where the student over dog, cat, sun ends for :data:`EX7_TEACHER`.
+
+    A letter alone can be guessed in four tries; the end point for another teacher cannot: it is checked by
+    the ε → 0 gradient P·q − p, which must vanish there.
+    """
+    letter = choice_feedback(choice, _EX7_WHY, right="B")
+    if not letter.ok:
+        return letter
+    if end is None:
+        return Feedback(False, letter.message + " Now the reason: set my_end to where the same student (dog, cat, "
+                                                "sun) ends when the teacher is EX7_TEACHER, then run the cell again.")
+    if not isinstance(end, Mapping) or set(end) != set(EX4_STUDENT_TOKENS):
+        return Feedback(False, f"my_end should be a dict over the student's tokens {list(EX4_STUDENT_TOKENS)}.")
+    values = {}
+    for k in EX4_STUDENT_TOKENS:
+        x = as_number(end[k], f"my_end[{k!r}]")
+        if isinstance(x, Feedback):
+            return x
+        values[k] = x
+    total = sum(values.values())
+    if min(values.values()) < 0 or abs(total - 1) > 1e-3:
+        return Feedback(False, f"my_end is not a probability distribution (its values sum to {total:.3g}): a "
+                               "softmax student always sums to 1. Where does the rest of its mass go?")
+    mass = sum(EX7_TEACHER.get(v, 0.0) for v in EX4_STUDENT_TOKENS)
+    gradient = {v: mass * values[v] - EX7_TEACHER.get(v, 0.0) for v in EX4_STUDENT_TOKENS}
+    if max(abs(g) for g in gradient.values()) < 5e-3:
+        return Feedback(True, "Right, and for the right reason: at that point the ε → 0 gradient P·q − p of "
+                              "exercise 6 is 0 for every student token, whatever ε. The student copies the teacher on "
+                              "the shared tokens, renormalised by P, and the teacher's moon mass is simply lost.")
+    if abs(values["sun"] - EX7_TEACHER["moon"]) < 5e-3:
+        return Feedback(False, "You gave moon's mass to sun (choice A's reasoning). Nothing in the loss ties sun to "
+                               "moon: what does the gradient P·q − p say about sun, which the teacher gives 0?")
+    worst = max(gradient, key=lambda v: abs(gradient[v]))
+    return Feedback(False, f"At your point the ε → 0 gradient (exercise 6) is not 0: its {worst!r} entry is "
+                           f"{gradient[worst]:+.3f}, so training would still move the student. Where does that "
+                           "gradient vanish?")

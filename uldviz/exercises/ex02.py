@@ -1,7 +1,8 @@
 """Self-checking exercises for notebook 02 (optimal transport vs ULD's closed form).
 
 Each ``check_*`` returns a :class:`~uldviz.exercises.Feedback`: right, or what is wrong, never the answer.
-The exercise data come from the ``exercise*`` functions so the notebook and the checker agree.
+The exercise data come from the ``exercise*`` functions so the notebook and the checker agree. Notation as in
+:mod:`uldviz.course.notation`: p is the teacher, q the student, π a transport plan, τ the temperature.
 """
 
 from __future__ import annotations
@@ -77,16 +78,16 @@ def check_cost_matrix(C) -> Feedback:
 
 
 def check_plan(T) -> Feedback:
-    """Exercise 1b: an optimal plan (coupling) for :func:`exercise1_pair`, each side uniform mass 1/N."""
+    """Exercise 1b: an optimal plan π (coupling) for :func:`exercise1_pair`, each side uniform mass 1/N."""
     p, q = exercise1_pair()
-    T = _matrix(T, "T")
+    T = _matrix(T, "my_plan")
     if isinstance(T, Feedback):
         return T
     a, b, C = uot.uld_ot_problem(p, q)
     if T.shape != C.shape:
-        return Feedback(False, f"T has shape {T.shape}, the cost matrix {C.shape}: they must match.")
+        return Feedback(False, f"my_plan has shape {T.shape}, the cost matrix {C.shape}: they must match.")
     if (T < -1e-12).any():
-        return Feedback(False, "A plan moves non-negative amounts of mass: T has negative entries.")
+        return Feedback(False, "A plan moves non-negative amounts of mass: my_plan has negative entries.")
     if not np.allclose(T.sum(1), a, atol=1e-6):
         return Feedback(False, "Row sums must equal the teacher-side masses (1/N each): mass is created or lost.")
     if not np.allclose(T.sum(0), b, atol=1e-6):
@@ -94,7 +95,7 @@ def check_plan(T) -> Feedback:
     cost = float((T * C).sum())
     best = float(uot.uld_emd(p, q)) / len(a)
     if cost > best + 1e-9:
-        return Feedback(False, "T is a valid coupling but not optimal: a cheaper way to move the mass exists. "
+        return Feedback(False, "my_plan is a valid coupling but not optimal: a cheaper way to move the mass exists. "
                                "Which teacher value should the largest student value receive?")
     return Feedback(True, "Right: an optimal coupling. It pairs the i-th largest value with the i-th largest.")
 
@@ -139,8 +140,8 @@ def _uld_at(temps) -> np.ndarray:
 
 
 def check_peak_temperature(T) -> Feedback:
-    """Exercise 3: a temperature where ULD of :func:`exercise3_logits` is (within 1 %) as large as it gets."""
-    t = as_number(T, "T")
+    """Exercise 3: a temperature τ where ULD of :func:`exercise3_logits` is (within 1 %) as large as it gets."""
+    t = as_number(T, "The temperature")
     if isinstance(t, Feedback):
         return t
     if not (t > 0 and np.isfinite(t)):
@@ -149,9 +150,9 @@ def check_peak_temperature(T) -> Feedback:
     best = float(_uld_at(grid).max())
     got = float(_uld_at([t])[0])
     if got >= 0.99 * best:
-        return Feedback(True, f"Right: ULD({t:g}) is within 1 % of its largest value.")
+        return Feedback(True, f"Right: ULD at τ = {t:g} is within 1 % of its largest value.")
     side = "larger" if float(_uld_at([t * 1.1])[0]) > got else "smaller"
-    return Feedback(False, f"ULD({t:g}) = {got:.4f} is not the peak yet: try a {side} temperature.")
+    return Feedback(False, f"ULD at τ = {t:g} is {got:.4f}, not the peak yet: try a {side} temperature.")
 
 
 # --------------------------------------------------------------------------- exercise 4 (implement)
@@ -167,17 +168,39 @@ def _ex4_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
 EX4_CASES = ((3, 3), (5, 2), (2, 6), (12, 9))
 
 
+def _pairing_cost(p: np.ndarray, q: np.ndarray, reverse: bool) -> float:
+    """N·⟨π, C⟩ of a rank pairing: the i-th largest of p with the i-th largest of q, or (reverse) the i-th smallest."""
+    pp, qq = uot.pad_to_common(p, q)
+    a = np.sort(pp)[::-1]
+    b = np.sort(qq) if reverse else np.sort(qq)[::-1]
+    return float(np.abs(a - b).sum())
+
+
+def _diagnose_pairing(plans: list, pairs: list) -> str:
+    """Why valid but costly plans are not optimal, judged on every pair at once (one pair can fit two mistakes:
+    on a 3 x 3 pair the reversed pairing may be the identity)."""
+    if all(np.allclose(T, np.eye(len(T)) / len(T)) for T in plans):
+        return "You paired the values in vocabulary order (index i with index i): pair them by rank."
+    if all(abs(len(T) * float((T * uot.uld_ot_problem(p, q)[2]).sum()) - _pairing_cost(p, q, reverse=True)) < 1e-9
+           for T, (p, q) in zip(plans, pairs)):
+        return ("You paired the ranks in reverse: the largest teacher value with the smallest student value (the "
+                "most expensive pairing there is). Sort both sides in the same direction.")
+    return "Check the order: the largest teacher value goes to the largest student value."
+
+
 def check_sorted_plan(fn) -> Feedback:
     """Exercise 4: ``fn(p, q)`` returns an optimal N x N plan of ULD's OT problem; checked against POT's optimum.
 
     The plan must be a coupling of the masses 1/N (rows: padded teacher values, columns: padded
-    student values) whose cost N·⟨T, C⟩ equals N·``ot.emd2`` on every pair of :func:`_ex4_pairs`.
+    student values) whose cost N·⟨π, C⟩ equals N·``ot.emd2`` on every pair of :func:`_ex4_pairs`.
+    A valid but costly plan is diagnosed on all pairs together (vocabulary order, reversed ranks, other).
     """
     if fn is None:
         return Feedback(False, "Replace None with your function (e.g. my_sorted_plan), then run the cell again.")
     if not callable(fn):
         return Feedback(False, f"Pass the function itself, without parentheses; got {type(fn).__name__}.")
     pairs = _ex4_pairs()
+    plans, worse = [], None
     for p, q in pairs:
         where = f"p of size {len(p)} and q of size {len(q)}"
         T = call_student(fn, p.copy(), q.copy(), where=where)
@@ -200,14 +223,14 @@ def check_sorted_plan(fn) -> Feedback:
         if not (np.allclose(T.sum(1), a, atol=1e-9) and np.allclose(T.sum(0), b, atol=1e-9)):
             return Feedback(False, f"For {where} the row and column sums must all be 1/N = 1/{N}: mass is created "
                                    "or lost.")
+        plans.append(T)
         cost, best = N * float((T * C).sum()), float(uot.uld_emd(p, q))
-        if cost > best + 1e-9:
-            if np.allclose(T, np.eye(N) / N):
-                hint = "You paired the values in vocabulary order (index i with index i): pair them by rank."
-            else:
-                hint = "Check the order: the largest teacher value goes to the largest student value."
-            return Feedback(False, f"A valid coupling, but not optimal for {where}: N·⟨T, C⟩ = {cost:.4g}, the "
-                                   f"optimum is {best:.4g}. {hint}")
+        if cost > best + 1e-9 and worse is None:
+            worse = (where, cost, best)
+    if worse is not None:
+        where, cost, best = worse
+        return Feedback(False, f"A valid coupling, but not optimal for {where}: N·⟨π, C⟩ = {cost:.4g}, the "
+                               f"optimum is {best:.4g}. {_diagnose_pairing(plans, pairs)}")
     return Feedback(True, f"Right: a coupling of the masses 1/N whose cost equals POT's exact optimum on all "
                           f"{len(pairs)} pairs, different sizes and ties included.")
 

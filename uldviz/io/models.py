@@ -5,6 +5,8 @@
   ``python -m uldviz build-teacher``) with its tokenizer and its card (config, recorded score).
 - :func:`load_pretrained` loads any hub causal LM or a local ``save_pretrained`` directory; it
   never hangs offline and raises :class:`~uldviz.io.hub.HubUnavailableError` instead.
+- :func:`quiet_weight_loading` hides transformers' "Loading weights" progress bar while a local checkpoint
+  loads (a notebook would otherwise store it in its outputs); the bar's setting is restored afterwards.
 
 Hub preset for Colab users with a GPU: :data:`HUB_TEACHER` and :data:`HUB_STUDENT`, two real
 pretrained models with different tokenizers (Pythia's GPT-NeoX BPE, vocabulary 50,277 in a
@@ -13,6 +15,7 @@ pretrained models with different tokenizers (Pythia's GPT-NeoX BPE, vocabulary 5
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -30,6 +33,7 @@ __all__ = [
     "teacher_dir",
     "load_teacher",
     "load_pretrained",
+    "quiet_weight_loading",
     "HubUnavailableError",
 ]
 
@@ -82,6 +86,25 @@ def parameter_count(model, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+@contextlib.contextmanager
+def quiet_weight_loading():
+    """Inside the block transformers shows no progress bar ("Loading weights 0/40"); the setting is restored after.
+
+    transformers 5 draws that bar with its own ``tqdm`` (``transformers.utils.logging``) on every
+    ``from_pretrained``, even for a local folder of a few megabytes; in a notebook it lands in the saved outputs.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if was_enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def teacher_dir() -> Path:
     """``data/teacher``: where the shipped teacher checkpoint, tokenizer and card live."""
     from uldviz.env import data_dir
@@ -93,7 +116,8 @@ def load_teacher(path=None, device=None):
     """The shipped teacher: ``(model, tokenizer, card)`` from ``data/teacher`` (or ``path``), model in eval mode.
 
     ``card`` is the dict from its ``card.json``: the config, seed, command that rebuilt it, library
-    versions and the held-out bits per byte it reached.
+    versions and the held-out bits per byte it reached. Loading shows no progress bar
+    (:func:`quiet_weight_loading`).
     """
     from transformers import AutoModelForCausalLM
 
@@ -104,7 +128,8 @@ def load_teacher(path=None, device=None):
             f"no teacher at {path} (missing {TEACHER_CARD}); rebuild it with `python -m uldviz build-teacher`"
         )
     card = json.loads(card_file.read_text())
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    with quiet_weight_loading():  # a local folder: nothing to download, the bar would only clutter the outputs
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
     tok = load_tokenizer(path)
     model.eval()
     if device is not None:

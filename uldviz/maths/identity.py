@@ -308,11 +308,12 @@ def hybrid_uld_loss(student_logprobs, teacher_logprobs, shared: SharedVocab, *, 
                     beta: float = GOLD_BETA, mask=None, reduction: str = "mean") -> torch.Tensor:
     r"""Hybrid ULD (GOLD): a divergence on the shared strings plus ULD's sorted L1 on the rest, per group.
 
-    With :math:`S` the shared strings (student id :math:`\sigma(k)`, teacher id :math:`\tau(k)`),
-    :math:`p` the teacher's and :math:`q` the student's (possibly un-normalised) probabilities:
+    With :math:`S` the shared strings (the k-th has student id :math:`i_k` and teacher id :math:`j_k`),
+    :math:`p` the teacher's and :math:`q` the student's (possibly un-normalised) probabilities, and
+    :math:`\bar\imath`, :math:`\bar\jmath` the ids outside :math:`S` (notation: :mod:`uldviz.course.notation`):
 
-    .. math:: \mathcal L_g = w\, D\big(p_{\tau(S)} \,\|\, q_{\sigma(S)}\big)
-              + (1-w)\, \mathrm{ULD}\big(p_{\bar\tau},\, q_{\bar\sigma}\big),
+    .. math:: \mathcal L_g = w\, D\big(p_{j(S)} \,\|\, q_{i(S)}\big)
+              + (1-w)\, \mathrm{ULD}\big(p_{\bar\jmath},\, q_{\bar\imath}\big),
               \qquad w = \frac{|S|}{|V_T|}\ \text{(GOLD's default)}
 
     ``divergence='gkl'`` (default) is the generalised KL :math:`\sum p\log\frac pq - p + q`; ``'jsd'``
@@ -395,9 +396,11 @@ def _check_ll(x, name: str) -> torch.Tensor:
 
 def chunk_likelihood_loss(student_ll, teacher_ll, *, tau: float = ALM_TAU, eps: float = 1e-6, mask=None,
                           reduction: str = "mean") -> torch.Tensor:
-    r"""ALM's binarised f-divergence of chunk likelihoods: the BCE of :math:`p_S^{1/\tau}` against :math:`p_T^{1/\tau}`.
+    r"""ALM's binarised f-divergence of chunk likelihoods: the BCE of :math:`q(g)^{1/\tau}` against
+    :math:`p(g)^{1/\tau}`.
 
-    With :math:`a = \log p_T/\tau - \varepsilon` and :math:`b = \log p_S/\tau - \varepsilon` per group,
+    With :math:`p(g)`, :math:`q(g)` the teacher's and the student's likelihood of group :math:`g`,
+    :math:`a = \log p(g)/\tau - \mathtt{eps}` and :math:`b = \log q(g)/\tau - \mathtt{eps}`,
 
     .. math:: \mathcal L_g = -\big[e^{a}\, b + (1 - e^{a}) \log(1 - e^{b})\big],
 
@@ -409,7 +412,7 @@ def chunk_likelihood_loss(student_ll, teacher_ll, *, tau: float = ALM_TAU, eps: 
     Checked against tokenkit (bminixhofer/tokenkit, tokenkit/training/losses.py, ``compute_alm_loss``
     with ``alm_diff_fn="binary_ce"``, snapshot bcacdef of 2025-07-06): BCE, not binary KL; both log
     values divided by ``binarization_temp`` (default 100.0 in scripts/cross_tokenizer_distill.py and
-    the distillation configs) and shifted by :math:`\varepsilon` = 1e-6 so that :math:`\log(1-e^b)`
+    the distillation configs) and shifted by ``eps`` = 1e-6 so that :math:`\log(1-e^b)`
     stays finite; chunk log-probabilities clipped to at most 0; averaged over chunks
     (``chunk_count`` numerator and denominator). Not reproduced here: tokenkit's optional
     ``append_space`` / space-probability terms at chunk ends and its "unbiased" chunk selection.

@@ -89,7 +89,7 @@ def kl_divergence(
     mask=None,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""Ordinary distillation loss :math:`\mathrm{KL}(p_T \,\|\, p_S)` on ONE shared vocabulary.
+    r"""Ordinary distillation loss :math:`\mathrm{KL}(p \,\|\, q)` (teacher p, student q) on ONE vocabulary.
 
     Summed over the vocabulary, averaged over (masked) positions (``reduction='mean'``, torch's
     ``'batchmean'``; see the module's conventions). Different vocabulary sizes raise a ``ValueError``
@@ -245,8 +245,8 @@ def _topk_distance(p: torch.Tensor, q: torch.Tensor, top_k: int, tail: bool) -> 
 def shuffled_distances(probs: torch.Tensor, generator: torch.Generator) -> dict:
     r"""How far each distribution row is from the row the shuffled control would put in its place.
 
-    For rows :math:`p_i` (N, V) and a random permutation π: the mean ULD :math:`\mathrm{ULD}(p_i, p_{\pi(i)})`
-    and the mean L1 :math:`\lVert p_i - p_{\pi(i)}\rVert_1` (twice the total variation), over the rows π moves.
+    For rows :math:`p_i` (N, V) and a random permutation σ: the mean ULD :math:`\mathrm{ULD}(p_i, p_{\sigma(i)})`
+    and the mean L1 :math:`\lVert p_i - p_{\sigma(i)}\rVert_1` (twice the total variation), over the rows σ moves.
     ULD sees only the sorted values, so two contexts with similar confidence look alike to it even when they
     predict different tokens: the ratio says how much of a context's identity ULD can see.
     """
@@ -305,9 +305,9 @@ def cross_entropy(logits, labels, *, ignore_index: int = -100, label_smoothing: 
                   reduction: str = "mean") -> torch.Tensor:
     r"""Next-token cross-entropy with shape checks; ``reduction`` 'mean' (over labels that count), 'sum' or 'none'.
 
-    ``label_smoothing`` :math:`\varepsilon` mixes the one-hot target with the uniform distribution, as
+    ``label_smoothing`` :math:`\alpha` mixes the one-hot target with the uniform distribution, as
     ``torch.nn.functional.cross_entropy`` does:
-    :math:`(1-\varepsilon)\,(-\log q_y) + \tfrac{\varepsilon}{V}\sum_v -\log q_v`.
+    :math:`(1-\alpha)\,(-\log q_y) + \tfrac{\alpha}{V}\sum_v -\log q_v`.
     It is the kit's teacherless regulariser: a control for what a teacher adds.
     """
     x = validate_logits(logits, "logits")
@@ -381,7 +381,7 @@ def uld_topk_from_teacher_topk(student_logits, teacher_topk_probs, teacher_tail,
 
 # --------------------------------------------------------------------------- temperature
 def large_temperature_limit(n: int, m: int) -> float:
-    r"""ULD between uniform distributions on n and m tokens, the :math:`T\to\infty` limit: :math:`2(1-\min/\max)`."""
+    r"""ULD between uniform distributions on n and m tokens, the :math:`\tau\to\infty` limit: :math:`2(1-\min/\max)`."""
     small, big = sorted((int(n), int(m)))
     if small < 1:
         raise ValueError(f"vocabulary sizes must be >= 1, got {n} and {m}")
@@ -389,11 +389,11 @@ def large_temperature_limit(n: int, m: int) -> float:
 
 
 def temperature_curve(student_logits, teacher_logits, temperatures) -> np.ndarray:
-    r"""ULD of one student/teacher pair at each temperature T (the same T on both sides), float64.
+    r"""ULD of one student/teacher pair at each temperature τ (the same τ on both sides), float64.
 
-    :math:`\mathrm{ULD}(\mathrm{softmax}(s/T), \mathrm{softmax}(t/T))` for 1-D logits, vectorised over
-    the temperatures; it tends to 0 as T -> 0 when both argmaxes are unique, and to
-    :func:`large_temperature_limit` as T -> infinity.
+    :math:`\mathrm{ULD}(\mathrm{softmax}(z/\tau), \mathrm{softmax}(z_p/\tau))` for 1-D logits (z the student's,
+    :math:`z_p` the teacher's), vectorised over the temperatures; it tends to 0 as τ -> 0 when both argmaxes are
+    unique, and to :func:`large_temperature_limit` as τ -> infinity.
     """
     s, t = as_pair(student_logits, teacher_logits, "student_logits", "teacher_logits")
     s = validate_logits(s.to(torch.float64).reshape(-1), "student_logits")

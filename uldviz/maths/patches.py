@@ -15,6 +15,9 @@ dictionaries and compute the KL "patches" of notebook 01 with the loss functions
 Training uses a loss's *gradient*, not its value: :func:`patch_gradients` gives, for each patch and
 for ULD, the gradient with respect to the student's logits, i.e. what one training step would teach.
 
+Notation (:mod:`uldviz.course.notation`): p is the teacher's distribution, q the student's, z the student's logits;
+ε is only this module's additive smoothing.
+
 Pure maths: no plotting, no widgets.
 """
 
@@ -152,7 +155,7 @@ def aligned_probs(teacher, student, vocab: Sequence[str] | None = None) -> tuple
 
 
 def aligned_kl(teacher, student) -> torch.Tensor:
-    r"""KL(p_T ‖ p_S) on the union of token strings, computed the way naive code does: raw ``F.kl_div``.
+    r"""KL(p ‖ q) on the union of token strings, computed the way naive code does: raw ``F.kl_div``.
 
     Every token the teacher has and the student lacks contributes :math:`p\log(p/0)=+\infty`;
     a label both give probability 0 contributes :math:`0\cdot(-\infty)=\mathrm{NaN}` in torch.
@@ -174,9 +177,9 @@ def smooth(probs: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def smoothed_kl(teacher, student, eps: float) -> float:
-    r"""Patch (a): KL(p_T^ε ‖ p_S^ε) on the union vocabulary after ε-smoothing both sides.
+    r"""Patch (a): KL(p^ε ‖ q^ε) on the union vocabulary after ε-smoothing both sides.
 
-    Finite for every ε > 0, but it grows like :math:`p_T(\text{moon})\log(1/\varepsilon)`
+    Finite for every ε > 0, but it grows like :math:`p(\text{moon})\ln(1/\varepsilon)`
     as ε shrinks: the number measures your choice of ε as much as the two models.
     """
     p, q = aligned_probs(teacher, student)
@@ -206,7 +209,7 @@ def swing_ratio(values) -> float:
 
 # --------------------------------------------------------------------------- what a training step would teach
 def _student_logits(student) -> tuple[list[str], torch.Tensor]:
-    r"""The student's tokens and logits :math:`z = \log p_S` as a float64 leaf that records gradients."""
+    r"""The student's tokens and logits :math:`z = \log q` as a float64 leaf that records gradients."""
     q = check_distribution(student, "student")
     zero = [t for t, v in q.items() if v <= 0]
     if zero:
@@ -232,7 +235,7 @@ def _gradient(loss: torch.Tensor, tokens: list[str], z: torch.Tensor) -> dict[st
 def smoothed_kl_gradient(teacher, student, eps: float) -> dict[str, float]:
     r"""Gradient of patch (a), :math:`\partial\,\mathrm{KL}_\varepsilon / \partial z_v`, for the student's logits z.
 
-    The student's logits are :math:`z = \log p_S` over its own vocabulary (a token it does not have,
+    The student's logits are :math:`z = \log q` over its own vocabulary (a token it does not have,
     such as *moon*, has no logit). Unlike the value, this hardly changes with ε once ε is small.
     """
     p, _ = aligned_probs(teacher, student)
@@ -334,7 +337,7 @@ PATCH_NAMES = ("(a) ε-smoothed KL", "(b) shared tokens only", "(c) blind id mat
 
 
 def patch_gradients(teacher, student, eps: float = 1e-8) -> dict[str, dict[str, float]]:
-    r"""For each patch and for ULD: :math:`\partial L/\partial z_v` for the student's logits :math:`z=\log p_S`.
+    r"""For each patch and for ULD: :math:`\partial L/\partial z_v` for the student's logits :math:`z=\log q`.
 
     A training step moves every logit against its gradient, so this is what each loss would teach
     the student, token by token. (a) uses ε; (b) renormalises on the shared tokens; (c) compares

@@ -2,13 +2,14 @@ r"""Paired comparisons over seeds: the interval a verdict is read from, and the 
 
 Two runs trained with the same seeds see the same windows in the same order, so their per-seed differences
 :math:`d_s = a_s - b_s` remove the noise both share. With :math:`n` seeds, mean :math:`\bar d` and sample standard
-deviation :math:`s_d`, the interval at confidence :math:`1-\alpha` is Student's
+deviation :math:`s_d`, the interval at confidence :math:`1-\ell` (:math:`\ell` the level a comparison is tested
+at; the course keeps :math:`\alpha` for label smoothing, :mod:`uldviz.course.notation`) is Student's
 
-.. math:: \bar d \pm t_{1-\alpha/2,\;n-1}\, \frac{s_d}{\sqrt n}.
+.. math:: \bar d \pm t_{1-\ell/2,\;n-1}\, \frac{s_d}{\sqrt n}.
 
 **The policy for a family** of comparisons fixed before the runs (:func:`holm_levels`): Holm's step-down at a
-family-wise error rate :math:`\alpha` = 0.05. Sort the :math:`m` two-sided p-values; the :math:`k`-th smallest is
-tested at :math:`\alpha/(m-k+1)` until the first that fails, after which every later one is tested at that
+family-wise error rate :data:`ALPHA` = 0.05. Sort the :math:`m` two-sided p-values; the :math:`k`-th smallest is
+tested at :math:`\ell_k = 0.05/(m-k+1)` until the first that fails, after which every later one is tested at that
 failed level. Each comparison's interval is drawn at the level it is tested at, so **the verdict is read off the
 interval**: "better" / "worse" when it excludes 0, otherwise "no difference larger than X", with X the interval's
 farther end — never "no effect". (Bits per byte: lower is better, so a − b < 0 means a is better.)
@@ -70,7 +71,8 @@ def _betainc(a: float, b: float, x: float) -> float:
 
 
 def t_cdf(t: float, df: float) -> float:
-    r""":math:`P(T \le t)`, Student's t, ``df`` degrees of freedom: :math:`1 - \tfrac12 I_{df/(df+t^2)}(df/2, 1/2)`."""
+    r""":math:`P(X \le t)` for :math:`X` Student's t distributed with ``df`` degrees of freedom:
+    :math:`1 - \tfrac12 I_{df/(df+t^2)}(df/2, 1/2)`."""
     if df <= 0:
         raise ValueError(f"degrees of freedom must be > 0, got {df}")
     if math.isinf(t):

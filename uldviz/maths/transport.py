@@ -7,7 +7,7 @@ mass :math:`1/N` on the real line at the *values* :math:`\tilde p_i` and N at :m
 and move one cloud onto the other at cost :math:`|\tilde p_i-\tilde q_j|`. Then
 
 .. math:: \mathrm{ULD}(p,q)=\sum_i|\mathrm{sort}\!\downarrow(\tilde p)_i-\mathrm{sort}\!\downarrow(\tilde q)_i|
-          = N\,W_1 = N\min_{T\in\Pi(\frac1N\mathbf 1,\frac1N\mathbf 1)}\langle T, C\rangle .
+          = N\,W_1 = N\min_{\pi\in\Pi(\frac1N\mathbf 1,\frac1N\mathbf 1)}\langle \pi, C\rangle .
 
 This module builds that problem (:func:`uld_ot_problem`) and solves it exactly with
 ``ot.emd2``/``ot.emd`` (:func:`uld_emd`), in 1-D with ``ot.wasserstein_1d``
@@ -365,8 +365,9 @@ def uld_sinkhorn(
 ):
     r"""Entropic approximation of ULD: ``N * ot.sinkhorn2(1/N, 1/N, |p̃_i - q̃_j|, reg)``.
 
-    Returns the transport part :math:`N\langle T_\varepsilon, C\rangle` of the entropic optimum
-    :math:`T_\varepsilon`. When ``reg`` is not small against the costs (here costs are below
+    Returns the transport part :math:`N\langle \pi_\eta, C\rangle` of the entropic optimum
+    :math:`\pi_\eta = \arg\min_\pi \langle\pi, C\rangle - \eta H(\pi)`, with :math:`\eta` = ``reg``. When ``reg``
+    is not small against the costs (here costs are below
     max p, often < 0.1) the plan blurs and the value is far above the exact one (measured: 20-600 %
     off at reg 0.01-0.1). If Sinkhorn stops before ``stop_thr`` an :class:`OTWarning` says so.
     ``return_plan=True`` returns ``OTResult(value, plan, warnings)``. Single vectors only.

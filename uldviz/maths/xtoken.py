@@ -8,9 +8,11 @@ X-Token instead maps every student token to teacher tokens with a sparse row-sto
 
 - **P-KL** (no partition): the student's distribution seen through W, compared with the teacher's by KL,
 
-  .. math:: \mathrm{P\text{-}KL} = \mathrm{KL}\Big(p_T \,\Big\|\, \frac{W^\top p_S}{\mathbf 1^\top W^\top p_S}\Big);
+  .. math:: \mathrm{P\text{-}KL} = \mathrm{KL}\Big(p \,\Big\|\, \frac{W^\top q}{\mathbf 1^\top W^\top q}\Big)
 
-- **H-KL** (relaxed matching): the hybrid form, with the matched set :math:`C` taken from W — each student
+  with p the teacher's and q the student's distribution;
+
+- **H-KL** (relaxed matching): the hybrid form, with the matched set :math:`M` taken from W — each student
   token paired with its top teacher token :math:`\arg\max_t W_{s,t}` when that weight is at least 0.6 (a teacher
   token claimed twice goes to the larger weight, then the lower student id), :func:`matched_vocab`.
 
@@ -18,7 +20,7 @@ Both are computed per span group (:mod:`uldviz.alignment.spans`) on the distribu
 first token, the same anchor as the kit's hybrid. X-Token's released code (NeMo RL; the TRL pull request)
 averages the distributions over a chunk's positions instead, and keeps the teacher's top-8,192 tokens; the kit's
 vocabularies are small enough to keep all. A teacher token no student token maps to gets
-:math:`W^\top p_S = 0`: KL is then infinite, and the kit floors the projected probability at :data:`PROB_FLOOR`
+:math:`W^\top q = 0`: KL is then infinite, and the kit floors the projected probability at :data:`PROB_FLOOR`
 (:math:`\log \max(\hat q, 10^{-8})`, TRL's floor), which departs from the exact value only where the exact value
 is infinite (a teacher token that no student token maps to, or that the student gives probability exactly 0).
 """
@@ -113,7 +115,7 @@ def _xlogy_ratio(p: torch.Tensor, log_p: torch.Tensor, log_q: torch.Tensor) -> t
 
 def projected_kl(student_logprobs, teacher_logprobs, projection: Projection, *, floor: float = PROB_FLOOR
                  ) -> torch.Tensor:
-    r"""P-KL per row: :math:`\mathrm{KL}(p_T \,\|\, \widehat{W^\top p_S})` with the projection renormalised.
+    r"""P-KL per row: :math:`\mathrm{KL}(p \,\|\, \widehat{W^\top q})` with the projection renormalised.
 
     ``student_logprobs`` (N, V_S) and ``teacher_logprobs`` (N, V_T) are log-distributions of the same rows
     (e.g. the distributions that predict each span group's first token; a constant added to a row — GOLD's merge
@@ -142,7 +144,7 @@ def projected_kl(student_logprobs, teacher_logprobs, projection: Projection, *, 
 
 
 def matched_vocab(projection: Projection, *, threshold: float = MATCH_THRESHOLD) -> SharedVocab:
-    """H-KL's matched set C from W: each student token with its top teacher token if that weight >= ``threshold``.
+    """H-KL's matched set M from W: each student token with its top teacher token if that weight >= ``threshold``.
 
     A teacher token claimed by several student tokens goes to the largest weight, ties to the lowest student id,
     so C is one-to-one (a :class:`~uldviz.vocab.shared.SharedVocab` with ``match="projection"`` strings

@@ -166,12 +166,21 @@ class SharedVocab:
                           lambda: (~self.mask(side, size, device)).nonzero().squeeze(-1))
 
     def mass(self, side: str, probs: torch.Tensor) -> torch.Tensor:
-        """Probability each distribution in ``probs`` (..., V) of ``side`` puts on shared strings."""
+        r"""Probability each distribution in ``probs`` (..., V) of ``side`` puts on shared strings.
+
+        For the teacher's distribution p this is the course's :math:`P=\sum_{v\text{ shared}} p(v)`
+        (:mod:`uldviz.course.notation`): the mass KL-type terms can compare token by token.
+        """
         p = torch.as_tensor(probs)
         return (p * self.mask(side, p.shape[-1], p.device).to(p.dtype)).sum(-1)
 
     def overlap(self) -> dict:
-        """Distinct strings each side offers, how many both have, their union and IoU (notebook 01's numbers)."""
+        """Distinct strings each side offers, how many both have, their union and IoU (notebook 01's numbers).
+
+        ``student_strings`` / ``teacher_strings`` count distinct *texts* (special tokens and byte pieces of a
+        character left out, ids that spell the same text counted once), not ids: a vocabulary of 1,024 ids may
+        spell 893 texts.
+        """
         if self.student_strings is None or self.teacher_strings is None:
             raise ValueError("this map does not know how many strings each side had: build it with from_vocabs")
         union = self.student_strings + self.teacher_strings - len(self)

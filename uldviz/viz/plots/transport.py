@@ -61,10 +61,10 @@ def plot_cost_and_plan(
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
     *,
-    titles: tuple[str, str] = ("cost matrix C", "optimal plan T"),
+    titles: tuple[str, str] = ("cost matrix C", "optimal plan π"),
     annotate: bool | None = None,
 ):
-    """Side-by-side heatmaps of a cost matrix C (n x m) and a transport plan T (n x m)."""
+    """Side-by-side heatmaps of a cost matrix C (n x m) and a transport plan π (n x m)."""
     C, T = _np(C), _np(plan)
     if C.shape != T.shape or C.ndim != 2:
         raise ValueError(f"C and plan must be matrices of one shape, got {C.shape} and {T.shape}")
@@ -225,17 +225,17 @@ def plot_scaling(
 
 def plot_temperature_curve(temps, values, *, limit: float | None = None, current: float | None = None,
                            current_value: float | None = None, title: str | None = None):
-    """ULD against temperature (log x), with the large-T limit as a dashed line and the current T marked."""
+    """ULD against temperature (log x), with the large-τ limit as a dashed line and the current τ marked."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     ax.semilogx(_np(temps), _np(values), "-", color="C2", label="ULD(T)")
     if limit is not None:
         ax.axhline(limit, color="k", ls="--", lw=1, label=f"limit T→∞: 2(1 − m/n) = {limit:.4f}")
     if current is not None and current_value is not None:
-        ax.plot([current], [current_value], "o", color="C3", label=f"T = {current:.3g}: {current_value:.4f}")
-    ax.set_xlabel("temperature T (both sides)")
+        ax.plot([current], [current_value], "o", color="C3", label=f"τ = {current:.3g}: {current_value:.4f}")
+    ax.set_xlabel("temperature τ (both sides)")
     ax.set_ylabel("ULD")
     ax.set_ylim(bottom=0)
-    ax.set_title(title or "ULD goes to 0 as T → 0, to 2(1 − m/n) as T → ∞")
+    ax.set_title(title or "ULD goes to 0 as τ → 0, to 2(1 − m/n) as τ → ∞")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

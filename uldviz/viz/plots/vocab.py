@@ -80,11 +80,11 @@ def plot_aligned(teacher, student, *, figsize=(6, 3)):
     fig, ax = plt.subplots(figsize=figsize)
     pv = [p.get(t, 0.0) for t in labels]
     qv = [q.get(t, 0.0) for t in labels]
-    ax.bar(x - w / 2, pv, w, color=TEACHER_COLOUR, label="teacher $p_T$")
-    ax.bar(x + w / 2, qv, w, color=STUDENT_COLOUR, label="student $p_S$")
+    ax.bar(x - w / 2, pv, w, color=TEACHER_COLOUR, label="teacher $p$")
+    ax.bar(x + w / 2, qv, w, color=STUDENT_COLOUR, label="student $q$")
     for i, (a, b) in enumerate(zip(pv, qv)):
         if b == 0 and a > 0:
-            ax.annotate("$p_S=0$: $\\log 0=-\\infty$", (x[i] + w / 2, 0.0), xytext=(0, 75),
+            ax.annotate("$q=0$: $\\log 0=-\\infty$", (x[i] + w / 2, 0.0), xytext=(0, 75),
                         textcoords="offset points", ha="center", color=_MISSING, fontsize=9,
                         arrowprops=dict(arrowstyle="->", color=_MISSING))
         elif a == 0 and b == 0:
@@ -118,7 +118,7 @@ def plot_kl_vs_epsilon(eps_values, kl_values, *, ratio: float | None = None, gra
     ax = axes[0, 0]
     ax.loglog(eps, kls, "o-", color=TEACHER_COLOUR)
     ax.set_xlabel("smoothing ε (added to every probability)")
-    ax.set_ylabel("KL($p_T^ε$ ‖ $p_S^ε$)  [nats]")
+    ax.set_ylabel("KL($p^ε$ ‖ $q^ε$)  [nats]")
     title = "patch (a): the 'same' KL for different ε"
     if ratio is not None and math.isfinite(ratio):
         title += f"\nmax / min over this range = {ratio:.3g}"

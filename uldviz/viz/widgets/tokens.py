@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_SENTENCES",
     "load_tokenizer_pair",
     "chips_html",
+    "vocabulary_line",
     "TokenChips",
 ]
 
@@ -89,18 +90,39 @@ def chips_html(text: str, spans, label: str = "") -> str:
     return f"{head}<div style='line-height:1.9'>{''.join(chips)}</div>"
 
 
+def vocabulary_line(student_tok, teacher_tok, overlap: dict) -> str:
+    """What the two vocabularies hold, saying exactly what each number counts: ids, or distinct texts.
+
+    ``overlap`` is :meth:`uldviz.vocab.shared.SharedVocab.overlap` of the pair. The ids include the special
+    tokens; the texts leave them out, and also the ids that spell no text of their own (a byte-level entry holding
+    part of a multi-byte character) or repeat another id's text. Shared strings and IoU are counted on the texts.
+    """
+    toks = (student_tok, teacher_tok)
+    ids = [len(t) for t in toks]
+    specials = [len(set(getattr(t, "all_special_ids", []))) for t in toks]
+    texts = [overlap["student_strings"], overlap["teacher_strings"]]
+    other = [i - s - x for i, s, x in zip(ids, specials, texts)]
+    return (f"vocabularies (student vs teacher): {ids[0]:,} vs {ids[1]:,} ids, special tokens included "
+            f"({specials[0]} vs {specials[1]} of them); without the special tokens they spell {texts[0]:,} vs "
+            f"{texts[1]:,} distinct texts ({other[0]:,} vs {other[1]:,} ids hold only part of a character or repeat "
+            f"a text). Texts both vocabularies have: {overlap['shared']:,} of {overlap['union']:,} "
+            f"(IoU = {overlap['iou']:.3f})")
+
+
 class TokenChips:
     """Text box + two rows of token chips (student, teacher) + vocabulary and position statistics.
 
     Attributes after every update: ``spans`` (teacher, student spans), ``lengths`` (token counts),
-    ``cuts`` (shared, total cut points), ``overlap`` (vocabulary overlap dict, computed once),
-    ``chips_text`` / ``stats_text`` (the HTML shown) and ``n_updates``.
+    ``cuts`` (shared, total cut points), ``overlap`` (vocabulary overlap dict, computed once), ``vocab_text``
+    (:func:`vocabulary_line`: ids and distinct texts, each said by name), ``chips_text`` / ``stats_text`` (the HTML
+    shown) and ``n_updates``.
     """
 
     def __init__(self, student_tok, teacher_tok, text: str = DEFAULT_SENTENCES[0], *, names=("student", "teacher")):
         self.toks = (student_tok, teacher_tok)
         self.names = tuple(f"{n} ({tokenizer_kind(t)}, {len(t):,} tokens)" for n, t in zip(names, self.toks))
         self.overlap = SharedVocab.from_tokenizers(student_tok, teacher_tok).overlap()
+        self.vocab_text = vocabulary_line(student_tok, teacher_tok, self.overlap)
         self.n_updates = 0
         self.text = widgets.Text(value=text, description="Your text:", continuous_update=False,
                                  layout=widgets.Layout(width="95%"))
@@ -117,12 +139,7 @@ class TokenChips:
     def update(self) -> None:
         """Re-tokenize the text box's content and refresh chips and statistics (empty text shows a hint)."""
         text = self.text.value
-        ov = self.overlap
-        vocab_line = (
-            f"vocabularies: {len(self.toks[0]):,} vs {len(self.toks[1]):,} ids (special tokens included), spelling "
-            f"{ov['student_strings']:,} vs {ov['teacher_strings']:,} distinct texts (no special tokens); "
-            f"shared strings: {ov['shared']:,} of {ov['union']:,} (IoU = {ov['iou']:.3f})"
-        )
+        vocab_line = self.vocab_text
         if not text:
             self.spans, self.lengths, self.cuts = ([], []), (0, 0), (0, 0)
             self.chips_text = "<i>Type a sentence in the box above.</i>"

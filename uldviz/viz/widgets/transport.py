@@ -114,7 +114,7 @@ class TemperatureTopkExplorer:
     :func:`uldviz.maths.losses.uld_topk_distance`.
     Attributes after each update: ``student_temperature``, ``teacher_temperature``, ``top_k``, ``uld``
     (full value), ``uld_topk_tail`` / ``uld_topk_plain`` (with / without the tail term) and their
-    relative errors ``err_tail`` / ``err_plain``; ``limit`` is the T → ∞ value 2(1 − m/n).
+    relative errors ``err_tail`` / ``err_plain``; ``limit`` is the τ → ∞ value 2(1 − m/n).
     """
 
     def __init__(self, student_logits, teacher_logits, *, temperature: float = 1.0, top_k: int = 100,
@@ -132,9 +132,9 @@ class TemperatureTopkExplorer:
             curve_ks = np.unique(np.geomspace(1, big, 14).astype(int))
         self.curve_ks = np.asarray(curve_ks, dtype=int)
         self.s_temp = W.FloatLogSlider(value=temperature, base=10, min=-1.5, max=3, step=0.05,
-                                       description="student T", continuous_update=False, readout_format=".3g")
+                                       description="student τ", continuous_update=False, readout_format=".3g")
         self.t_temp = W.FloatLogSlider(value=temperature, base=10, min=-1.5, max=3, step=0.05,
-                                       description="teacher T", continuous_update=False, readout_format=".3g")
+                                       description="teacher τ", continuous_update=False, readout_format=".3g")
         self.top_k_slider = W.IntSlider(value=min(top_k, big), min=1, max=big, description="top-k",
                                     continuous_update=False)
         self.s_temp.add_class("uldviz-student-temperature")
@@ -176,7 +176,7 @@ class TemperatureTopkExplorer:
         self.readout.value = (
             f"ULD = <b>{self.uld:.5f}</b> &nbsp; top-{self.top_k} + tail = <b>{self.uld_topk_tail:.5f}</b> "
             f"({100 * self.err_tail:.2f} % off) &nbsp; top-{self.top_k} truncated = <b>{self.uld_topk_plain:.5f}</b> "
-            f"({100 * self.err_plain:.2f} % off) &nbsp; T→∞ limit = {self.limit:.4f}"
+            f"({100 * self.err_plain:.2f} % off) &nbsp; τ→∞ limit = {self.limit:.4f}"
         )
         if self.draw:
             same_t = abs(self.student_temperature - self.teacher_temperature) < 1e-12
