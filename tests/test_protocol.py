@@ -204,3 +204,15 @@ def test_pilot_rows_show_how_the_budget_was_fixed():
     rows = P.pilot_rows([pilot(1200, 101, 1000), pilot(600, 100, 600), pilot(1200, 100, 900)])
     assert [r[:3] for r in rows] == [[600, 100, 600], [1200, 100, 900], [1200, 101, 1000]]
     assert rows[1][3:] == ["960", "yes"] and rows[2][4].startswith("no")
+
+
+def test_paired_values_are_what_a_comparison_pairs():
+    from uldviz.maths.stats import paired_difference
+
+    records = _finals("ce", None, [2.70, 2.75, 2.72, 2.68, 2.74])
+    records += _finals("ce-ls", 0.1, [2.71, 2.73, 2.74, 2.70, 2.72]) + grid("ce-ls", {0.05: 3.1, 0.1: 3.0, 0.2: 3.05})
+    s = P.summarize_protocol(records)
+    a, b = P.paired_values(s, "data-poor", "ce-ls", "ce")
+    c = P.find_comparison(s, "data-poor", "ce-ls", "ce")
+    assert paired_difference(a, b).interval(c["confidence"]) == pytest.approx((c["low"], c["high"]))
+    assert P.paired_values(s, "data-poor", "hybrid", "ce") == ([], [])

@@ -76,6 +76,7 @@ __all__ = [
     "verdict_line",
     "verdict_block",
     "pilot_rows",
+    "paired_values",
 ]
 
 
@@ -615,3 +616,13 @@ def pilot_rows(records) -> list[list]:
         rows.append([budget, r["seed"], r["selected_step"], f"{bound:g}",
                      "yes" if r["selected_step"] <= bound else "no: still improving"])
     return rows
+
+
+def paired_values(summary: dict, regime: str, a: str, b: str, when: str = "selected") -> tuple[list, list]:
+    """The two runs' test scores at ``when`` on the seeds both have, in seed order (what a comparison pairs)."""
+    runs = summary.get(regime, {}).get("runs", {})
+    if a not in runs or b not in runs:
+        return [], []
+    va, vb = (dict(zip(runs[r]["seeds"], runs[r][f"test_{when}"])) for r in (a, b))
+    seeds = sorted(set(va) & set(vb))
+    return [va[s] for s in seeds], [vb[s] for s in seeds]
