@@ -194,7 +194,7 @@ def plot_group_losses(teacher_logprobs, student_logprobs, shared: SharedVocab, *
     # A merged student row carries the probabilities of its group's later tokens as a factor, so it can sit orders
     # of magnitude below the teacher's: on a linear axis its bars vanish. A log axis shows both.
     drawn = [v for v in panels["shared"][1] + panels["shared"][2] + panels["sorted"][0] + panels["sorted"][1] if v > 0]
-    lo = max(min(drawn) / 3, 1e-12) if drawn else 1e-6
+    lo = max(min(drawn) / 30, 1e-14) if drawn else 1e-6  # the smallest bar still stands over a decade tall
     hi = min(max(drawn) * 3, 2.0) if drawn else 1.0
     for ax in axes[1:]:
         ax.set_yscale("log")
