@@ -44,10 +44,9 @@ def test_callbacks_update_progress_curves_and_redraw(setup):
 
 def test_stop_button_sets_flag_and_run_keeps_curve(setup):
     d = DistillDashboard(setup, runs=["ce", "uld-offset"], base=base(steps=6))
-    d.stop_button.click()  # what a user's click does
-    assert d.stop_flag.is_set()
+    d.stop_button.click()  # before run(): nothing to stop, nothing changes
+    assert not d.stop_flag.is_set() and d.status.value == "ready"
     # a real run: the button is "clicked" during the 3rd step of the first run only
-    d.stop_flag.clear()
     original = d.callback
 
     def clicking(event):
@@ -64,7 +63,28 @@ def test_stop_button_sets_flag_and_run_keeps_curve(setup):
     assert [r["run"] for r in rows] == ["ce", "uld-offset"]
     assert rows[1]["delta_vs_ce"] == pytest.approx(results["uld-offset"].test_selected - results["ce"].test_selected)
     assert "(stopped)" in d.table.value and f"{results['ce'].test_selected:.4f}" in d.table.value
-    assert d.stop_button.disabled
+    # once everything is done the button is retired: disabled, relabelled, not red; a click changes nothing
+    b = d.stop_button
+    assert b.disabled and b.description == "Done" and b.button_style == "" and "nothing to stop" in b.tooltip
+    b.click()
+    assert d.status.value == "done: 2 runs" and not d.stop_flag.is_set()
+
+
+def test_a_failed_run_retires_the_button_too(setup):
+    """An error inside training (the loop itself turns a kernel interrupt into a stop) leaves no live button."""
+    d = DistillDashboard(setup, runs=["ce", "uld-offset"], base=base(steps=4))
+    original = d.callback
+
+    def interrupting(event):
+        original(event)
+        if event["type"] == "step" and event["step"] == 2:
+            raise RuntimeError("out of memory")
+
+    d.callback = interrupting
+    with pytest.raises(RuntimeError, match="memory"):
+        d.run()
+    assert d.stop_button.disabled and d.stop_button.description == "Interrupted"
+    assert d.status.value.startswith("interrupted: 0 of 2") and not d.running
 
 
 def test_static_mode_without_widgets(setup):

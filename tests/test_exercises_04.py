@@ -50,20 +50,72 @@ def test_generalized_kl_checker():
     assert not ex04.check_generalized_kl(None).ok
 
 
-def test_scaled_gkl_and_control_checkers():
+def test_scaled_gkl_checker_says_where_the_plain_sum_fails():
     P, c = ex04.EX4_MASS, ex04.EX4_SCALE
-    assert ex04.check_scaled_gkl(P * (c - 1 - math.log(c))).ok
-    assert "alone" in ex04.check_scaled_gkl(-P * math.log(c)).message
+    assert c > 1  # the case where Σ p log(p/q) alone goes negative
+    fb = ex04.check_scaled_gkl(P * (c - 1 - math.log(c)))
+    assert fb.ok and "negative for c > 1" in fb.message and "positive for c < 1" in fb.message
+    assert "punishes a student whose shared mass is too small" not in fb.message  # the retired wrong claim
+    fb = ex04.check_scaled_gkl(-P * math.log(c))
+    assert "alone" in fb.message and "negative" in fb.message
     assert "factor p" in ex04.check_scaled_gkl(c - 1 - math.log(c)).message
+    assert "sign" in ex04.check_scaled_gkl(P * (c - 1 + math.log(c))).message
+    assert "0.1 %" in ex04.check_scaled_gkl(1.0).message
     assert not ex04.check_scaled_gkl(None).ok
-    # the derived formula is the kit's generalised KL
+    # the derived formula is the kit's generalised KL, and the plain sum is negative here
     from uldviz.maths.identity import generalized_kl
 
     p = torch.tensor([0.3, 0.2, 0.1], dtype=torch.float64)
     assert float(generalized_kl(student_logprobs=(c * p).log(), teacher_logprobs=p.log())) == pytest.approx(
         P * (c - 1 - math.log(c)))
-    within = {"beyond": False, "diff": -0.01}
-    assert ex04.check_control_difference(False, within).ok and not ex04.check_control_difference(True, within).ok
-    assert ex04.check_control_difference(True, {"beyond": True, "diff": -0.1}).ok
-    assert not ex04.check_control_difference(None, within).ok
-    assert "do not hold" in ex04.check_control_difference(True, None).message
+    assert float((p * (p.log() - (c * p).log())).sum()) < 0
+
+
+def test_merged_group_checker_values_gradients_and_mistakes():
+    def right(z, ids, s, e):
+        lp = torch.log_softmax(z, -1)
+        out = lp[s - 1]
+        for t in range(s + 1, e):
+            out = out + lp[t - 1, ids[t]]
+        return out
+
+    def anchored_last(z, ids, s, e):
+        lp = torch.log_softmax(z, -1)
+        out = lp[e - 2]
+        for t in range(s, e - 1):
+            out = out + lp[t - 1, ids[t]]
+        return out
+
+    def one_late(z, ids, s, e):
+        lp = torch.log_softmax(z, -1)
+        out = lp[s]
+        for t in range(s + 1, e):
+            out = out + lp[t, ids[t]]
+        return out
+
+    def with_first(z, ids, s, e):
+        lp = torch.log_softmax(z, -1)
+        out = lp[s - 1]
+        for t in range(s, e):
+            out = out + lp[t - 1, ids[t]]
+        return out
+
+    assert ex04.check_merged_group(right).ok
+    assert "LAST" in ex04.check_merged_group(anchored_last).message
+    assert "Off by one" in ex04.check_merged_group(one_late).message
+    assert "already in the row" in ex04.check_merged_group(with_first).message
+    assert "log-probabilities" in ex04.check_merged_group(lambda *a: right(*a).exp()).message
+    assert "renormalis" in ex04.check_merged_group(lambda *a: torch.log_softmax(right(*a), -1)).message
+    assert "no gradient" in ex04.check_merged_group(lambda *a: right(*a).detach()).message
+    assert "shape" in ex04.check_merged_group(lambda *a: right(*a)[:3]).message
+    assert "own function" in ex04.check_merged_group(ex04.reference_merged_group).message
+    assert not ex04.check_merged_group(None).ok
+
+
+def test_prediction_compares_and_says_fast_mode_is_too_short():
+    runs = ["ce", "hybrid@1", "hybrid-shuffled@1"]
+    assert ex04.check_prediction(["hybrid@1", "ce", "hybrid-shuffled@1"], runs).ok
+    scores = {"ce": 2.9, "hybrid@1": 3.0, "hybrid-shuffled@1": 3.1}
+    fb = ex04.compare_prediction(["hybrid@1", "ce", "hybrid-shuffled@1"], scores, fast=True)
+    assert not fb.ok and "too short" in fb.message and "1 of 3" in fb.message
+    assert "five or more" in ex04.compare_prediction(None, scores).message

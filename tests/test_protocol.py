@@ -172,3 +172,47 @@ def test_protocol_command_runs_resumes_and_reports(tmp_path):
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and len(P.load_records(out)) == len(records)
     assert "ce-ls − ce" in second.stdout and "interval" in second.stdout
+
+
+def test_verdict_lines_read_the_interval_and_say_what_is_missing():
+    base = [2.4, 2.9, 2.6, 3.1, 2.7]
+    records = _finals("ce", None, base) + _finals("ce-ls", 0.1, [x - 0.05 + 0.002 * i for i, x in enumerate(base)])
+    records += grid("ce-ls", {0.05: 3.1, 0.1: 3.0, 0.2: 3.05})
+    records += _finals("uld-offset", 1.0, [x + 0.01 * (-1) ** i for i, x in enumerate(base)])
+    records += grid("uld-offset", {0.3: 3.0, 1.0: 2.9, 3.0: 2.95, 10.0: 3.2})
+    s = P.summarize_protocol(records)
+    c = P.find_comparison(s, "data-poor", "ce-ls", "ce")
+    line = P.verdict_line(s, "data-poor", "ce-ls", "ce")
+    assert f"{c['diff']:+.3f}" in line and f"[{c['low']:+.3f}, {c['high']:+.3f}]" in line
+    assert f"{c['confidence']:.1%}" in line and "**`ce-ls` better than `ce`**" in line and "5 paired seeds" in line
+    undecided = P.verdict_line(s, "data-poor", "uld-offset", "ce")
+    assert "no difference larger than" in undecided and "effect" not in undecided
+    assert P.verdict_line(s, "data-poor", "hybrid", "ce") == "`hybrid` − `ce`: not run yet"
+    block = P.verdict_block(s, "data-poor", [("ce-ls", "ce"), ("hybrid", "ce")])
+    assert block.startswith("*data-poor* (3 % of the text, 300 steps; a ") and "not run yet" in block
+    assert "(300 steps)" not in block  # the label already says the steps
+    assert P.verdict_block(s, "converged", [("ce-ls", "ce")]).endswith("not run yet.")
+    assert "steps not fixed yet" in P.verdict_block(s, "converged", [("ce-ls", "ce")])
+
+
+def test_pilot_rows_show_how_the_budget_was_fixed():
+    def pilot(steps, seed, selected):
+        r = rec("ce", None, seed, 2.5, 2.4, "pilot", regime="converged")
+        r["config"], r["selected_step"] = {"steps": steps}, selected
+        return r
+
+    rows = P.pilot_rows([pilot(1200, 101, 1000), pilot(600, 100, 600), pilot(1200, 100, 900)])
+    assert [r[:3] for r in rows] == [[600, 100, 600], [1200, 100, 900], [1200, 101, 1000]]
+    assert rows[1][3:] == ["960", "yes"] and rows[2][4].startswith("no")
+
+
+def test_paired_values_are_what_a_comparison_pairs():
+    from uldviz.maths.stats import paired_difference
+
+    records = _finals("ce", None, [2.70, 2.75, 2.72, 2.68, 2.74])
+    records += _finals("ce-ls", 0.1, [2.71, 2.73, 2.74, 2.70, 2.72]) + grid("ce-ls", {0.05: 3.1, 0.1: 3.0, 0.2: 3.05})
+    s = P.summarize_protocol(records)
+    a, b = P.paired_values(s, "data-poor", "ce-ls", "ce")
+    c = P.find_comparison(s, "data-poor", "ce-ls", "ce")
+    assert paired_difference(a, b).interval(c["confidence"]) == pytest.approx((c["low"], c["high"]))
+    assert P.paired_values(s, "data-poor", "hybrid", "ce") == ([], [])

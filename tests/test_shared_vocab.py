@@ -143,3 +143,19 @@ def test_the_special_token_rule_on_the_kit_pair(toks):
     symbols = {ch for ch, b in byte_decoder().items() if b >= 0x80}  # bytes >= 0x80 as GPT-2 writes them
     false_pairs = [w for w in raw.strings if len(w) == 1 and w in symbols]
     assert false_pairs and not set(false_pairs) & set(surface.strings)  # raw pairs half characters; surface never
+
+
+def test_compare_matchings_counts_the_raw_and_surface_pairs_and_the_false_byte_matches():
+    """TRL 1.16's raw matching (its ULDLoss finds 235 pairs here) against the kit's surface matching, pair by pair."""
+    from uldviz.vocab.shared import compare_matchings
+
+    pair = offline_tokenizers()
+    m = compare_matchings(pair.student, pair.teacher)
+    assert (len(m["raw"]), len(m["surface"]), len(m["both"])) == (235, 299, 176)
+    assert (len(m["raw_only"]), len(m["surface_only"])) == (59, 123)
+    # every raw-only pair is a GPT-2 byte symbol of one byte >= 0x80 meeting a real Latin-1 character
+    assert len(m["byte_symbols"]) == 59 and all(b >= 0x80 for _, b, _, _ in m["byte_symbols"])
+    e_acute = [x for x in m["byte_symbols"] if x[0] == "é"]
+    assert e_acute and e_acute[0][1] == 0xE9 and "é".encode() == b"\xc3\xa9"  # 'é' is C3 A9, not the byte E9
+    assert (pair.student.convert_tokens_to_ids("▁the"), pair.teacher.convert_tokens_to_ids("Ġthe"), " the") in \
+        m["surface_only"]

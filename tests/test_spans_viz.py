@@ -162,3 +162,36 @@ def test_explorer_truncates_to_the_models_context_and_checks_its_arguments(kit):
     assert torch.isfinite(e.values.hybrid).all()
     with pytest.raises(ValueError, match="both models"):
         AlignmentExplorer(kit["student_tok"], kit["teacher_tok"], kit["student"], None)
+
+
+def test_merged_student_bars_stay_visible_at_the_teachers_scale():
+    """A merged student row 1e-4 times the teacher's: on a log axis whose range covers both, every bar shows."""
+    shared = SharedVocab.from_vocabs({"a": 0, "b": 1}, {"b": 2, "a": 3})
+    lt = torch.log(torch.tensor([0.1, 0.05, 0.5, 0.2, 0.15]))
+    ls = torch.log(torch.tensor([0.3, 0.4, 0.2, 0.1]) * 1e-4)
+    fig = splots.plot_group_losses(lt, ls, shared, teacher_ll=math.log(0.2), student_ll=math.log(2e-5), top_k=2)
+    lo, hi = fig.uldviz_panels["ylim"]
+    student = fig.uldviz_panels["shared"][2] + fig.uldviz_panels["sorted"][1]
+    for ax in fig.axes[1:]:
+        assert ax.get_yscale() == "log" and ax.get_ylim() == pytest.approx((lo, hi))
+    assert lo < min(student) and max(fig.uldviz_panels["shared"][1]) < hi
+
+
+def test_alignment_strips_have_readable_labels(kit):
+    """Labels of at least 10 pt in figures at most 9 inches wide: about 14 px at the notebooks' 100 dpi, unscaled
+    (the old strips: 7 pt in 11-inch figures a notebook shrank, about 6 px)."""
+    from uldviz.train.batch import encode_batch
+    from uldviz.viz.plots.training import plot_alignment, token_labels
+
+    view = align_text(DEFAULT_TEXT, kit["student_tok"], kit["teacher_tok"])
+    fig = splots.plot_alignment(view, shared=kit["shared"])
+    assert fig.get_size_inches()[0] <= 9 and min(t.get_fontsize() for t in fig.uldviz_labels) >= 10
+    text = "The café serves naïve lambda expressions 🙂 to every identifier."
+    b = encode_batch([text], kit["student_tok"], kit["teacher_tok"], student_len=128, teacher_len=128)
+    spans = [list(zip(token_labels(text, off[0, :int(v.sum())].tolist()), off[0, :int(v.sum())].tolist()))
+             for off, v in ((b.student_offsets, b.student_valid), (b.teacher_offsets, b.teacher_valid))]
+    fig = plot_alignment(*spans, [(1, 1)], contrast_pairs=[(2, 3)])
+    labels = [t.get_text() for t in fig.uldviz_labels]
+    assert fig.get_size_inches()[0] <= 9 and min(t.get_fontsize() for t in fig.uldviz_labels) >= 9
+    assert "é×2" in labels and "☺×4" in labels  # a split character: once, with its number of byte tokens
+    assert len(fig.axes[0].lines) == 2

@@ -128,3 +128,25 @@ def test_pkl_refuses_rows_of_other_vocabularies():
     w = Projection(torch.tensor([0]), torch.tensor([0]), torch.tensor([1.0]), 3, 2)
     with pytest.raises(ValueError, match="other tokenizers"):
         projected_kl(torch.zeros(1, 4), torch.zeros(1, 2), w)
+
+
+def test_logit_gradients_show_where_each_loss_pushes_the_numeral(numerals):
+    from uldviz.maths.xtoken import logit_gradients
+
+    student, teacher, w = numerals
+    z_t = torch.full((1, len(teacher)), -4.0)
+    z_t[0, teacher.convert_tokens_to_ids("2")] = 4.0
+    g = logit_gradients(torch.zeros(1, len(student)), z_t, w, SharedVocab.from_tokenizers(student, teacher))
+    i201, i2 = student.convert_tokens_to_ids("201"), student.convert_tokens_to_ids("2")
+    assert g["hybrid (exact partition)"][0, i201] > 0 and g["H-KL"][0, i201] > 0  # pushed down
+    assert g["P-KL"][0, i201] < 0  # pushed up
+    assert all(v[0, i2] < 0 for v in g.values())  # every loss raises the student's own "2"
+
+
+def test_describe_rows_reads_w_as_text(numerals):
+    from uldviz.vocab.projection import describe_rows
+
+    student, teacher, w = numerals
+    rows = describe_rows(w, student, teacher, [student.convert_tokens_to_ids(x) for x in ("201", "the")]
+                         + [student.eos_token_id])
+    assert rows == [["'201'", "'2' 0.901, '0' 0.090, '1' 0.009"], ["'the'", "'the' 1.000"], ["''", "(maps nowhere)"]]

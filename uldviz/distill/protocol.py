@@ -76,6 +76,11 @@ __all__ = [
     "beats",
     "regime_label",
     "regime_scope",
+    "COMPARISON_HEADER",
+    "verdict_line",
+    "verdict_block",
+    "pilot_rows",
+    "paired_values",
 ]
 
 
@@ -189,8 +194,9 @@ def regime_scope(regime: str, records=None) -> str:
     from uldviz.distill.data import teacher_card_summary
 
     cfg = regime_config(regime, records=records)
+    label = regime_label(regime, records)
     steps = f"{cfg.steps} steps" if cfg is not None else "steps not fixed yet"
-    return f"{regime_label(regime, records)} ({steps}); {teacher_card_summary()}"
+    return f"{label}{'' if steps in label else f' ({steps})'}; {teacher_card_summary()}"
 
 
 # --------------------------------------------------------------------------- records
@@ -591,3 +597,58 @@ def beats(summary: dict, regime: str, method: str, others=("ce", "ce-ls")) -> di
         c = find_comparison(summary, regime, method, control)
         out["shuffled"] = None if c is None else bool(c["decided"] and c["diff"] < 0)
     return out
+
+
+#: Column heads of :func:`comparison_rows` (the notebooks' verdict tables).
+COMPARISON_HEADER = ["a − b", "what it measures", "mean paired difference", "interval (its confidence)", "seeds",
+                     "verdict"]
+
+
+def verdict_line(summary: dict, regime: str, a: str, b: str, when: str = "selected") -> str:
+    """One comparison in words (Markdown): a − b, its interval at the level Holm tests it at, the seeds, the verdict.
+
+    The words are the interval's: "**a better than b**" / "**a worse than b**" when it excludes 0, otherwise
+    "no difference larger than X" (X its farther end); "not run yet" when either run is missing.
+    """
+    c = find_comparison(summary, regime, a, b, when)
+    if c is None:
+        return f"`{a}` − `{b}`: not run yet"
+    if c["decided"]:
+        words = f"**`{a}` {c['verdict']} than `{b}`**"
+    else:
+        words = c["verdict"] + " bits per byte"
+    return (f"`{a}` − `{b}` = {c['diff']:+.3f} bits per byte, {c['confidence']:.1%} interval "
+            f"[{c['low']:+.3f}, {c['high']:+.3f}] over {c['n']} paired seeds: {words}")
+
+
+def verdict_block(summary: dict, regime: str, pairs, records=None, when: str = "selected") -> str:
+    """The verdicts of ``pairs`` in ``regime`` as Markdown: the setting they rest on (:func:`regime_scope`), then one
+    bullet per comparison (:func:`verdict_line`); a regime without finished runs says so."""
+    step = "each run's validation-selected step" if when == "selected" else "each run's last step"
+    head = f"*{regime}* ({regime_scope(regime, records)}; {step}):"
+    if regime not in summary or not summary[regime]["runs"]:
+        return head + " not run yet."
+    return head + "\n\n" + "\n".join(f"- {verdict_line(summary, regime, a, b, when)}" for a, b in pairs)
+
+
+def pilot_rows(records) -> list[list]:
+    """The converged regime's CE pilot, one row per run: budget, seed, the step of its validation minimum, the rule's
+    bound (:data:`PILOT_MIN_AT` × budget) and whether CE had stopped improving by then."""
+    rows = []
+    for r in sorted((r for r in records if r["regime"] == "converged" and r["phase"] == "pilot"),
+                    key=lambda r: (r["config"]["steps"], r["seed"])):
+        budget = r["config"]["steps"]
+        bound = PILOT_MIN_AT * budget
+        rows.append([budget, r["seed"], r["selected_step"], f"{bound:g}",
+                     "yes" if r["selected_step"] <= bound else "no: still improving"])
+    return rows
+
+
+def paired_values(summary: dict, regime: str, a: str, b: str, when: str = "selected") -> tuple[list, list]:
+    """The two runs' test scores at ``when`` on the seeds both have, in seed order (what a comparison pairs)."""
+    runs = summary.get(regime, {}).get("runs", {})
+    if a not in runs or b not in runs:
+        return [], []
+    va, vb = (dict(zip(runs[r]["seeds"], runs[r][f"test_{when}"])) for r in (a, b))
+    seeds = sorted(set(va) & set(vb))
+    return [va[s] for s in seeds], [vb[s] for s in seeds]

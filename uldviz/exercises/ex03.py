@@ -1,19 +1,23 @@
-"""Self-checking exercises of notebook 03 (the live mini-distillation).
+"""Self-checking exercises of notebook 03 (the live mini-distillation and its statistics).
 
 Each ``check_*`` function returns a :class:`~uldviz.exercises._core.Feedback`: "right", or what
-is wrong (which position, counted characters instead of bytes, forgot ln 2, sign, percent...),
-never the answer itself. The exercise data are module constants so the notebook prints them.
+is wrong (which position, counted characters instead of bytes, forgot ln 2, sum instead of mean, z instead of t,
+population instead of sample standard deviation...), never the answer itself. The exercise data are module
+constants so the notebook prints them.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
 
 from uldviz.alignment.positions import offset_pairing
-from uldviz.distill.protocol import compare, kl_share
-from uldviz.exercises._core import Feedback, as_number
+from uldviz.exercises._core import Feedback, as_number, call_student, check_ranking, compare_ranking
+from uldviz.maths.losses import uld_loss
+from uldviz.maths.stats import paired_difference, t_quantile
+from uldviz.train.objectives import PositionPairs
 
 __all__ = [
     "EX1_TEXT",
@@ -23,34 +27,39 @@ __all__ = [
     "EX2_NLL_NATS",
     "check_offset_pairs",
     "check_bits_per_byte",
-    "check_kl_share",
+    "reference_uld_term",
+    "check_uld_term",
+    "check_prediction",
+    "compare_prediction",
     "check_shuffle",
-    "check_paired_std",
-    "CONTROL_CHOICES",
-    "check_control_reading",
+    "check_paired_interval",
+    "READING_INTERVAL",
+    "READING_STATEMENTS",
+    "READING_REASONS",
+    "check_interval_reading",
 ]
 
-#: Exercise 1: the same text cut by two tokenizers, as (token, (start, end)) character spans.
+#: Exercise: the same text cut by two tokenizers, as (token, (start, end)) character spans.
 #: The teacher is byte-level: "é" (2 UTF-8 bytes) is two tokens that both cover character 3.
 EX1_TEXT = "café au lait"
 EX1_STUDENT = [("ca", (0, 2)), ("fé", (2, 4)), (" au", (4, 7)), (" la", (7, 10)), ("it", (10, 12))]
 EX1_TEACHER = [("caf", (0, 3)), ("\\xc3", (3, 4)), ("\\xa9", (3, 4)), (" a", (4, 6)), ("u", (6, 7)),
                (" lait", (7, 12))]
 
-#: Exercise 2: a model's total negative log-likelihood (nats, natural log) of this text.
+#: Exercise: a model's total negative log-likelihood (nats, natural log) of this text.
 EX2_TEXT = "naïve café 🙂"
 EX2_NLL_NATS = 25.0
 
 
 def _pairs_of(student, teacher) -> list[tuple[int, int]]:
-    """The offset pairing of two span lists (what exercise 1 asks for)."""
+    """The offset pairing of two span lists (what the by-hand exercise asks for)."""
     s = torch.tensor([[list(o) for _, o in student]])
     t = torch.tensor([[list(o) for _, o in teacher]])
     return offset_pairing(s, t).pairs(0)
 
 
 def check_offset_pairs(answer) -> Feedback:
-    """Exercise 1: ``answer`` is a dict {student position: teacher position} of every offset-aligned pair."""
+    """By hand: ``answer`` is a dict {student position: teacher position} of every offset-aligned pair."""
     if answer is None:
         return Feedback(False, "Replace None with a dict such as {0: 1, 2: 5}, then run the cell again.")
     if not isinstance(answer, dict):
@@ -86,7 +95,7 @@ def check_offset_pairs(answer) -> Feedback:
 
 
 def check_bits_per_byte(answer) -> Feedback:
-    """Exercise 2: bits per byte of :data:`EX2_TEXT` given :data:`EX2_NLL_NATS`."""
+    """By hand: bits per byte of :data:`EX2_TEXT` given :data:`EX2_NLL_NATS`."""
     x = as_number(answer)
     if isinstance(x, Feedback):
         return x
@@ -105,34 +114,103 @@ def check_bits_per_byte(answer) -> Feedback:
         return Feedback(False, "That is nats per byte: the NLL is in nats (natural log), convert it to bits.")
     if close(x, EX2_NLL_NATS * math.log(2) / n_bytes):
         return Feedback(False, "Check the conversion: bits = nats / ln 2, not nats × ln 2.")
-    return Feedback(False, "Not quite: total NLL in bits divided by the number of UTF-8 bytes of the text.")
+    return Feedback(False, "Not quite (the checker accepts 0.1 % relative error): total NLL in bits divided by the "
+                           "number of UTF-8 bytes of the text.")
 
 
-def check_kl_share(answer, bpb: dict, uld_run: str = "uld-offset") -> Feedback:
-    """Exercise 3: the share (a fraction, not percent) of the KL gain that ``uld_run`` recovers in ``bpb``."""
-    x = as_number(answer)
-    if isinstance(x, Feedback):
-        return x
-    missing = [k for k in ("ce", "ce-same", "kl-same", uld_run) if k not in bpb]
-    if missing:
-        return Feedback(False, f"This table cannot be checked: it has no run {missing[0]!r}.")
-    truth = kl_share(bpb, uld_run)
-    if not math.isfinite(truth):
-        return Feedback(False, "In this table KL did not beat its CE run, so there is no gain to share.")
+# --------------------------------------------------------------------------- the ULD term of a training step
+def reference_uld_term(student_logits, teacher_logits, pairs) -> torch.Tensor:
+    """The kit's ULD term of a step: the mean over the pairs of ULD between the two softmaxes at the paired rows."""
+    return uld_loss(student_logits[pairs.sample, pairs.student], teacher_logits[pairs.sample, pairs.teacher])
 
-    def close(a, b):
-        return abs(a - b) <= 1e-3 * max(abs(b), 1e-3)
 
-    if close(x, truth):
-        return Feedback(True, "Right: the gain of ULD over CE, as a fraction of the gain of KL over CE with one "
-                              "shared tokenizer.")
-    if close(x, 100 * truth):
-        return Feedback(False, "That looks like a percentage: give the fraction (e.g. 0.25, not 25).")
-    if close(x, -truth):
-        return Feedback(False, "The sign is flipped: a gain is CE's bits per byte minus the distilled run's.")
-    if close(x, 1 / truth if truth else float("inf")):
-        return Feedback(False, "Upside down: divide ULD's gain by KL's gain.")
-    return Feedback(False, "Not quite: compare each distilled run with the CE-only run *of its own tokenizer*.")
+def _term_case(seed: int):
+    """Random logits of two vocabularies and a few offset pairs (some samples with more pairs than others)."""
+    g = torch.Generator().manual_seed(seed)
+    s = (2 * torch.randn(3, 9, 6, generator=g, dtype=torch.float64)).requires_grad_(True)
+    t = (2 * torch.randn(3, 9, 8, generator=g, dtype=torch.float64)).requires_grad_(True)
+    pairs = PositionPairs(torch.tensor([0, 0, 0, 1, 2, 2]), torch.tensor([1, 2, 5, 0, 3, 6]),
+                          torch.tensor([2, 4, 8, 0, 3, 7]))
+    return s, t, pairs
+
+
+def _sorted_l1_rows(a, b, descending=True, softmax=True):
+    """Sorted L1 of rows a (N, m) and b (N, n) zero-padded to one length (diagnoses of a student's ULD)."""
+    if softmax:
+        a, b = torch.softmax(a, -1), torch.softmax(b, -1)
+    n = max(a.shape[-1], b.shape[-1])
+    a = torch.nn.functional.pad(a.sort(-1, descending=descending).values, (0, n - a.shape[-1]))
+    b = torch.nn.functional.pad(b.sort(-1, descending=descending).values, (0, n - b.shape[-1]))
+    return (a - b).abs().sum(-1)
+
+
+def check_uld_term(fn) -> Feedback:
+    """Implement: ``fn(student_logits, teacher_logits, pairs)`` -> the step's ULD term (a 0-d tensor).
+
+    ``student_logits`` (B, L_S, V_S), ``teacher_logits`` (B, L_T, V_T), ``pairs`` a
+    :class:`~uldviz.train.objectives.PositionPairs` (``sample``, ``student``, ``teacher`` index tensors): the mean
+    over the pairs of ULD between the softmax of the student's row and the teacher's. Checked against
+    :func:`reference_uld_term` on random inputs, values and gradients; the teacher must get no gradient.
+    """
+    if fn is None or not callable(fn):
+        return Feedback(False, "Define my_uld_term(student_logits, teacher_logits, pairs) and pass the function in.")
+    if fn is reference_uld_term:
+        return Feedback(False, "That is the kit's own function: write yours (you may use uld_loss for one row).")
+    for seed in (0, 1):
+        s, t, pairs = _term_case(seed)
+        got = call_student(fn, s, t, pairs, where="random logits with 6 pairs")
+        if isinstance(got, Feedback):
+            return got
+        want = reference_uld_term(s, t, pairs)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            return Feedback(False, "Return one number for the whole step (a 0-d tensor): the mean over the pairs.")
+        got = got.reshape(())
+        rows_s, rows_t = s[pairs.sample, pairs.student], t[pairs.sample, pairs.teacher]
+        per_row = _sorted_l1_rows(rows_s, rows_t)
+        diagnoses = [
+            (per_row.sum(), "That is the sum over the pairs; the term is their mean (so λ does not depend on how "
+                            "many pairs a batch has)."),
+            (_sorted_l1_rows(s[pairs.sample, pairs.teacher], t[pairs.sample, pairs.student]).mean(),
+             "The indices are swapped: pairs.student indexes the student's rows, pairs.teacher the teacher's."),
+            (_sorted_l1_rows(rows_s, rows_t, softmax=False).mean(), "ULD compares probabilities: take the softmax "
+                                                                     "of each row first."),
+            (_sorted_l1_rows(rows_s, rows_t, descending=False).mean(), "Sort in decreasing order before padding "
+                                                                        "with zeros: the largest values are compared "
+                                                                        "with each other."),
+            ((torch.nn.functional.pad(torch.softmax(rows_s, -1), (0, 2)) - torch.softmax(rows_t, -1)).abs().sum(-1)
+             .mean(), "Sort each distribution before subtracting: ULD compares the k-th largest with the k-th "
+                      "largest, not token id with token id."),
+        ]
+        if not torch.allclose(got, want, rtol=1e-6, atol=1e-9):
+            for value, message in diagnoses:
+                if torch.allclose(got.detach(), value.detach(), rtol=1e-6, atol=1e-9):
+                    return Feedback(False, message)
+            return Feedback(False, "The value differs from the mean over the pairs of ULD(softmax(student row), "
+                                   "softmax(teacher row)); check the indexing rows[pairs.sample, pairs.student].")
+        if not got.requires_grad:
+            return Feedback(False, "The value is right but no gradient flows to the student: use torch operations.")
+        grads = torch.autograd.grad(got, (s, t), allow_unused=True)
+        (g_want,) = torch.autograd.grad(want, s)
+        if grads[1] is not None and grads[1].abs().max() > 0:
+            return Feedback(False, "The value is right but a gradient reaches the teacher: it is a fixed target "
+                                   "(detach its logits).")
+        if grads[0] is None or not torch.allclose(grads[0], g_want, rtol=1e-6, atol=1e-9):
+            return Feedback(False, "The value is right but the student's gradient is not: avoid detaching or "
+                                   "in-place tricks on the student's side.")
+    return Feedback(True, "Right, values and gradients on two random batches: the notebook uses your function in "
+                          "the next cell.")
+
+
+# --------------------------------------------------------------------------- predict before the live run
+def check_prediction(prediction, runs) -> Feedback:
+    """Predict: ``prediction`` ranks the live ``runs`` from best (lowest test bits per byte) to worst."""
+    return check_ranking(prediction, runs)
+
+
+def compare_prediction(prediction, scores: dict) -> Feedback:
+    """After the run: the ranking predicted against the live one (``scores``: run -> test bits per byte)."""
+    return compare_ranking(prediction, scores, note="one seed on one setting: the shipped results below have five "
+                                                     "or more, judged with intervals.")
 
 
 # --------------------------------------------------------------------------- the controls
@@ -158,61 +236,146 @@ def check_shuffle(fn) -> Feedback:
         return Feedback(False, "The masked rows must be the same rows, only in another order (a permutation): "
                                "the control keeps every teacher distribution, it only moves them.")
     moved = float((y[mask] != x[mask]).any(-1).float().mean())
+    if moved == 0:
+        return Feedback(False, "Every row is still where it was: the control must give each paired position the "
+                               "teacher row of another position (a random permutation of the masked rows).")
     if moved < 0.5:
-        return Feedback(False, f"Only {moved:.0%} of the pairs changed: permute across the whole batch, not "
-                               "within a tiny window.")
+        return Feedback(False, f"Only {moved:.0%} of the pairs changed: draw one random permutation of all the "
+                               "masked rows of the batch, not of a few of them.")
     return Feedback(True, f"Right: {moved:.0%} of the pairs now meet another position's teacher distribution, "
                           "and the set of distributions (their confidence profile) is unchanged.")
 
 
-def check_paired_std(answer, a_values, b_values) -> Feedback:
-    """Derive: the sample std of the per-seed differences a_i − b_i (same seeds, same windows)."""
-    x = as_number(answer)
-    if isinstance(x, Feedback):
-        return x
-    seeds = list(range(len(a_values)))
-    truth = compare(list(a_values), list(b_values), seeds, seeds)["paired_std"]
-    diffs = [p - q for p, q in zip(a_values, b_values)]
-    pop = math.sqrt(sum((d - sum(diffs) / len(diffs)) ** 2 for d in diffs) / len(diffs))
-    unpaired = math.sqrt(_var(a_values) + _var(b_values))
-    if abs(x - truth) <= 1e-3 * max(truth, 1e-4):
-        return Feedback(True, f"Right: the paired std is {truth:.4f}; the unpaired std of the difference would be "
-                              f"{unpaired:.4f} — pairing by seed removes the noise both runs share.")
-    if abs(x - pop) <= 1e-3 * max(pop, 1e-4):
-        return Feedback(False, "Use the sample standard deviation (divide by n − 1), as the tables do.")
-    if abs(x - unpaired) <= 1e-3 * max(unpaired, 1e-4):
-        return Feedback(False, "That is sqrt(var a + var b), the std for independent runs; the runs share seeds "
-                               "and windows, so take the std of the per-seed differences.")
-    return Feedback(False, "Not quite: form d_i = a_i − b_i seed by seed, then the sample std of the d_i.")
+# --------------------------------------------------------------------------- the paired interval
+#: Fixed cases of :func:`check_paired_interval`: (a, b, level); 5 and 10 seeds, a wide and a narrow level.
+_INTERVAL_CASES = [
+    ([2.90, 2.95, 2.88, 2.91, 2.93], [2.91, 2.94, 2.90, 2.92, 2.95], 0.95),
+    ([2.40, 2.90, 2.60, 3.10, 2.70], [2.46, 2.94, 2.63, 3.16, 2.77], 0.99),
+    ([1.70, 1.73, 1.69, 1.75, 1.71, 1.72, 1.74, 1.70, 1.73, 1.71],
+     [1.72, 1.74, 1.72, 1.74, 1.73, 1.72, 1.77, 1.71, 1.73, 1.74], 0.9975),
+]
 
 
-def _var(v) -> float:
-    m = sum(v) / len(v)
-    return sum((x - m) ** 2 for x in v) / (len(v) - 1)
+def _wrong_intervals(a, b, level) -> list[tuple[tuple[float, float], str]]:
+    """Typical wrong intervals for one case, each with the message that names the mistake."""
+    d = [x - y for x, y in zip(a, b)]
+    n, mean = len(d), statistics.fmean(d)
+    sd, pop = statistics.stdev(d), statistics.pstdev(d)
+    t = t_quantile(0.5 + level / 2, n - 1)
+    z = statistics.NormalDist().inv_cdf(0.5 + level / 2)
+    unpaired = math.sqrt(statistics.variance(a) / n + statistics.variance(b) / n)
+
+    def iv(half):
+        return (mean - half, mean + half)
+
+    return [
+        (iv(z * sd / math.sqrt(n)), "You used the normal quantile; with n − 1 degrees of freedom take Student's t "
+                                     "(t_quantile): with 5 seeds it is much wider."),
+        (iv(t * pop / math.sqrt(n)), "Use the sample standard deviation of the differences (divide by n − 1)."),
+        (iv(t * unpaired), "That is the interval for independent runs (sqrt(var a / n + var b / n)); the runs share "
+                           "seeds and windows, so use the standard deviation of the per-seed differences."),
+        (iv(t_quantile(0.5 + level / 2, n) * sd / math.sqrt(n)), "Student's t has n − 1 degrees of freedom, not n."),
+        (iv(t_quantile(level, n - 1) * sd / math.sqrt(n)), "A two-sided interval at confidence c cuts (1 − c)/2 from "
+                                                            "each tail: the quantile is at 0.5 + c/2, not at c."),
+        (iv(t * sd / n), "The standard error of a mean divides the standard deviation by √n, not by n."),
+        (iv(t * sd), "The interval is for the MEAN difference: divide the standard deviation by √n."),
+    ]
 
 
-#: Interpret: what would ``uld-shuffled ≈ uld-offset`` (within noise) mean?
-CONTROL_CHOICES = {
-    "a": "The teacher transfers knowledge of THIS context: ULD teaches which continuation fits here.",
-    "b": "ULD's effect comes from the teacher's overall confidence profile, which any position's distribution "
-         "carries: a regulariser, not context-specific knowledge.",
-    "c": "The shuffle is broken: a shuffled teacher must always make the student worse.",
-    "d": "Offset pairing is wrong and positional pairing should be used instead.",
+def check_paired_interval(fn) -> Feedback:
+    """Derive and implement: ``fn(a, b, level)`` -> (low, high), Student's interval for the mean of a_i − b_i.
+
+    Checked against :meth:`uldviz.maths.stats.PairedDifference.interval` on fixed cases (5 and 10 seeds, three
+    confidence levels); each typical mistake (z for t, n for n − 1, unpaired variance, one-sided quantile, n for √n)
+    gets its own message.
+    """
+    if fn is None or not callable(fn):
+        return Feedback(False, "Define my_paired_interval(a, b, level) returning (low, high) and pass it in.")
+    for a, b, level in _INTERVAL_CASES:
+        got = call_student(fn, list(a), list(b), level, where=f"{len(a)} seeds at confidence {level}")
+        if isinstance(got, Feedback):
+            return got
+        try:
+            lo, hi = (float(x) for x in got)
+        except (TypeError, ValueError):
+            return Feedback(False, "Return two numbers: (low, high).")
+        want = paired_difference(a, b).interval(level)
+
+        def close(u, v):
+            return abs(u[0] - v[0]) <= 1e-6 and abs(u[1] - v[1]) <= 1e-6
+
+        if close((lo, hi), want):
+            continue
+        if close((hi, lo), want):
+            return Feedback(False, "The two ends are swapped: return (low, high).")
+        for wrong, message in _wrong_intervals(a, b, level):
+            if close((lo, hi), wrong):
+                return Feedback(False, message)
+        if abs((lo + hi) / 2 - statistics.fmean(x - y for x, y in zip(a, b))) > 1e-6:
+            return Feedback(False, "The interval should be centred on the mean of the per-seed differences a_i − b_i.")
+        return Feedback(False, f"Not quite on {len(a)} seeds at confidence {level} (the checker allows 1e-6): "
+                               "mean ± t · s_d / √n, t at 0.5 + level/2 with n − 1 degrees of freedom.")
+    return Feedback(True, "Right on all three cases: the mean of the per-seed differences ± Student's t (n − 1 "
+                          "degrees of freedom) times their standard error. The notebook draws its verdicts with it.")
+
+
+# --------------------------------------------------------------------------- what an interval licenses
+#: The interval the reading exercise is about: a − b at its Holm level, undecided.
+READING_INTERVAL = {"a": "uld-offset", "b": "uld-shuffled", "low": -0.027, "high": 0.015, "confidence": 0.994}
+#: Statements about it: is each licensed by the interval?
+READING_STATEMENTS = {
+    "S1": "ULD has no effect on this student: offset pairing and a shuffled teacher train it equally well.",
+    "S2": "If the right teacher helps here at all, it lowers test bits per byte by at most 0.027 relative to the "
+          "shuffled one (at this confidence).",
+    "S3": "The right teacher would not beat a shuffled one for a larger, pretrained student on the paper's task "
+          "data either.",
+    "S4": "These seeds cannot tell whether the right teacher is slightly better or slightly worse than a shuffled one.",
+}
+#: The reasons to choose from.
+READING_REASONS = {
+    "a": "the interval holds differences of both signs",
+    "b": "the interval's ends bound how large the difference can be, at its confidence",
+    "c": "not finding a difference is not showing that there is none",
+    "d": "the runs were made in one setting (model sizes, text, steps) only",
+}
+_READING_TRUTH = {"S1": ("no", "c"), "S2": ("yes", "b"), "S3": ("no", "d"), "S4": ("yes", "a")}
+_READING_HINT = {
+    "S1": "an interval that contains 0 also contains differences of up to its ends",
+    "S2": "read the interval's lower end: what is the largest gain it allows?",
+    "S3": "what did the runs vary, and what did they keep fixed?",
+    "S4": "look at the signs of the two ends",
 }
 
 
-def check_control_reading(choice) -> Feedback:
-    """Interpret: pick the reading of ``uld-shuffled ≈ uld-offset`` from :data:`CONTROL_CHOICES`."""
-    if choice is None:
-        return Feedback(False, "Replace None with one letter: " + ", ".join(CONTROL_CHOICES) + ".")
-    c = str(choice).strip().lower()
-    if c not in CONTROL_CHOICES:
-        return Feedback(False, f"Choose one of {', '.join(CONTROL_CHOICES)}.")
-    if c == "b":
-        return Feedback(True, "Right: a teacher that is right about *some other* position helps as much, so the "
-                              "context link carries nothing measurable here; compare with label smoothing.")
-    return Feedback(False, {
-        "a": "If the context mattered, cutting the link (shuffling) would hurt: equal scores say it does not.",
-        "c": "A shuffled teacher keeps the same distributions; it can still regularise, so it need not hurt.",
-        "d": "The pairing is a separate question (see positional vs offset); the shuffle cuts *any* pairing.",
-    }[c])
+def check_interval_reading(answers) -> Feedback:
+    """Interpret: ``answers`` maps each of :data:`READING_STATEMENTS` to ("yes" or "no", a reason letter).
+
+    "yes": the interval licenses the statement; the reason (from :data:`READING_REASONS`) says why or why not. Only
+    a statement with the right answer AND the right reason counts; the first one that does not gets a hint.
+    """
+    if answers is None:
+        return Feedback(False, "Replace None with a dict such as {\"S1\": (\"yes\", \"a\"), ...} for S1 to S4.")
+    if not isinstance(answers, dict) or set(answers) != set(READING_STATEMENTS):
+        return Feedback(False, f"Give a dict with exactly the keys {', '.join(READING_STATEMENTS)}.")
+    right = 0
+    first_wrong = None
+    for key, (verdict, reason) in _READING_TRUTH.items():
+        try:
+            v, r = answers[key]
+        except (TypeError, ValueError):
+            return Feedback(False, f"{key}: give a pair (\"yes\" or \"no\", a reason letter).")
+        v, r = str(v).strip().lower(), str(r).strip().lower().strip(".)")
+        if v not in ("yes", "no") or r not in READING_REASONS:
+            return Feedback(False, f"{key}: the first item is \"yes\" or \"no\", the second one of the letters "
+                                   f"{', '.join(READING_REASONS)}.")
+        if (v, r) == (verdict, reason):
+            right += 1
+        elif first_wrong is None:
+            first_wrong = (key, v == verdict)
+    if first_wrong is None:
+        return Feedback(True, "Right: an undecided interval bounds the difference (both ways) at its confidence; it "
+                              "does not show that there is none, and it speaks for the setting it was measured in "
+                              "only.")
+    key, verdict_ok = first_wrong
+    what = "the answer is right but not the reason" if verdict_ok else "reconsider whether it is licensed"
+    return Feedback(False, f"{right} of 4 right. {key}: {what} — {_READING_HINT[key]}.")

@@ -10,8 +10,8 @@ import math
 
 import torch
 
-from uldviz.exercises._core import Feedback, as_number
-from uldviz.maths.identity import generalized_kl
+from uldviz.exercises._core import Feedback, as_number, call_student, check_ranking, compare_ranking
+from uldviz.maths.identity import generalized_kl, merged_group_logprobs
 from uldviz.vocab.shared import SharedVocab, surface_strings
 
 __all__ = [
@@ -25,7 +25,10 @@ __all__ = [
     "EX4_MASS",
     "EX4_SCALE",
     "check_scaled_gkl",
-    "check_control_difference",
+    "reference_merged_group",
+    "check_merged_group",
+    "check_prediction",
+    "compare_prediction",
 ]
 
 #: Exercise 1: one span group, "␣lambda", as each model cuts it, with the probability each model gave each of
@@ -140,9 +143,10 @@ def check_generalized_kl(fn) -> Feedback:
     return Feedback(True, "Right, values and gradients: ∂/∂log q = q − p, zero exactly where the student matches.")
 
 
-#: Exercise 4: the teacher's mass on the shared strings of one group, and a scaling of it.
+#: Exercise (derive): the teacher's mass on the shared strings of one group, and a scaling of it (c > 1: a student
+#: that puts too much mass on the shared strings, where the plain sum fails).
 EX4_MASS = 0.6
-EX4_SCALE = 0.5
+EX4_SCALE = 2.0
 
 
 def check_scaled_gkl(answer) -> Feedback:
@@ -152,26 +156,99 @@ def check_scaled_gkl(answer) -> Feedback:
         return x
     P, c = EX4_MASS, EX4_SCALE
     truth = P * (c - 1 - math.log(c))
+    plain = -P * math.log(c)
     if abs(x - truth) <= 1e-3 * truth:
-        return Feedback(True, "Right: P(c − 1 − log c) ≥ 0 with equality only at c = 1, since log c ≤ c − 1: the "
-                              "divergence notices a student whose shared mass is too small even when its shape is "
-                              "exactly the teacher's.")
-    if abs(x - P * (-math.log(c))) <= 1e-3 * abs(P * math.log(c)):
-        return Feedback(False, "That is Σ p log(p/q) alone; the −p + q terms add P(c − 1).")
-    if abs(x - (c - 1 - math.log(c))) <= 1e-3 * truth:
+        return Feedback(True, "Right: P(c − 1 − log c) ≥ 0, zero only at c = 1 (log c ≤ c − 1). The plain sum "
+                              "Σ p log(p/q) = −P log c is positive for c < 1 but negative for c > 1, as here: on "
+                              "un-normalised vectors it rewards a student with too much shared mass. The −p + q "
+                              "terms make it a divergence for every c.")
+    if abs(x - plain) <= 1e-3 * abs(plain):
+        return Feedback(False, "That is Σ p log(p/q) alone — negative here although the student is wrong (c ≠ 1): "
+                               "add the −p + q terms, which bring P(c − 1).")
+    if abs(x - (c - 1 - math.log(c))) <= 1e-3 * (c - 1 - math.log(c)):
         return Feedback(False, "Every term carries a factor p: the sum over the shared strings brings P = Σ p.")
-    return Feedback(False, "Not quite: put q_v = c·p_v into Σ p_v log(p_v/q_v) − p_v + q_v and sum.")
+    if abs(x - P * (c - 1 + math.log(c))) <= 1e-3 * abs(P * (c - 1 + math.log(c))):
+        return Feedback(False, "Check the sign of the log term: log(p/q) = log(1/c) = −log c.")
+    return Feedback(False, "Not quite (the checker accepts 0.1 % relative error): put q_v = c·p_v into "
+                           "Σ p_v log(p_v/q_v) − p_v + q_v and sum.")
 
 
-def check_control_difference(answer, comparison: dict | None) -> Feedback:
-    """Interpret: is a method − control difference (a ``protocol.compare`` dict) beyond the kit's bar? True/False."""
-    if comparison is None:
-        return Feedback(False, "The shipped results do not hold this comparison yet.")
-    if answer is None or not isinstance(answer, bool):
-        return Feedback(False, "Answer True (beyond 2 × the larger std) or False (within noise).")
-    truth = bool(comparison["beyond"])
-    if answer == truth:
-        return Feedback(True, "Right: |difference| " + (">" if truth else "≤") + " 2 × the larger std, so it "
-                              + ("counts." if truth else "does not count as an effect here."))
-    return Feedback(False, "Compare |difference| with the bar: 2 × the larger of the two runs' seed stds, not the "
-                           "paired std.")
+# --------------------------------------------------------------------------- the merged group distribution
+def reference_merged_group(logits, ids, start: int, end: int) -> torch.Tensor:
+    """The kit's merged distribution of one group (``anchor="first"``) for one sample: (L, V) logits, (L,) ids."""
+    return merged_group_logprobs(logits[None], ids[None], [0], [start], [end])[0]
+
+
+def _merge_cases():
+    g = torch.Generator().manual_seed(7)
+    logits = (2 * torch.randn(8, 6, generator=g, dtype=torch.float64)).requires_grad_(True)
+    ids = torch.randint(0, 6, (8,), generator=g)
+    return logits, ids, [(1, 2), (2, 4), (4, 7), (5, 8)]  # one-token and multi-token groups, one at the end
+
+
+def check_merged_group(fn) -> Feedback:
+    r"""Implement: ``fn(logits, ids, start, end)`` -> (V,) log of GOLD's merged distribution of the group
+    ``[start, end)`` of one sample, anchored at its first token:
+    :math:`\log q(\cdot\mid x_{<s}) + \sum_{t=s+1}^{e-1} \log q(x_t \mid x_{<t})`, with the logits at position
+    :math:`t` predicting token :math:`t+1`. Checked against :func:`reference_merged_group`, values and gradients.
+    """
+    if fn is None or not callable(fn):
+        return Feedback(False, "Define my_merged(logits, ids, start, end) and pass the function in.")
+    if fn is reference_merged_group:
+        return Feedback(False, "That is the kit's own function: write yours.")
+    logits, ids, groups = _merge_cases()
+    lp = torch.log_softmax(logits, -1)
+    for start, end in groups:
+        got = call_student(fn, logits, ids, start, end, where=f"the group [{start}, {end})")
+        if isinstance(got, Feedback):
+            return got
+        want = reference_merged_group(logits, ids, start, end)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return Feedback(False, f"Return the log-distribution over the vocabulary: shape {tuple(want.shape)}.")
+        if torch.allclose(got, want, rtol=1e-6, atol=1e-9):
+            continue
+        later = sum(lp[t - 1, ids[t]] for t in range(start + 1, end)) if end > start + 1 else 0.0
+        wrong = [
+            (want.exp(), "Return log-probabilities (the merged row is multiplied in probability, summed in log)."),
+            (torch.log_softmax(want, -1), "That is the distribution over the first token alone (renormalising the "
+                                          "merged row gives the same): multiply by the probabilities of the group's "
+                                          "later tokens and do not renormalise — the merged row keeps the group's "
+                                          "probability at its first token."),
+            (lp[end - 2] + sum(lp[t - 1, ids[t]] for t in range(start, end - 1)) if end > start + 1 else want,
+             "That is the merge anchored at the group's LAST token (GOLD's 'bayesian'); this one takes the "
+             "distribution that predicts the FIRST token."),
+            (lp[start] + sum(lp[t, ids[t]] for t in range(start + 1, end)) if end > start + 1 else lp[start],
+             "Off by one: the logits at position t − 1 predict token t, so the group's first token is predicted at "
+             "start − 1."),
+            (lp[start - 1] + later + lp[start - 1, ids[start]], "The first token's probability is already in the row "
+                                                                 "(the row is the distribution over it): multiply "
+                                                                 "only by the LATER tokens' probabilities."),
+        ]
+        for value, message in wrong:
+            if torch.allclose(got, value, rtol=1e-6, atol=1e-9) and not torch.allclose(value, want):
+                return Feedback(False, message)
+        return Feedback(False, f"The values differ from the kit's on the group [{start}, {end}): log q(· | x_<s) "
+                               "at position start − 1, plus the log-probabilities of tokens start+1 … end−1.")
+    got = fn(logits, ids, 2, 4)
+    if not got.requires_grad:
+        return Feedback(False, "The values are right but no gradient flows to the logits: use torch operations.")
+    (g_got,) = torch.autograd.grad(got.sum(), logits)
+    (g_want,) = torch.autograd.grad(reference_merged_group(logits, ids, 2, 4).sum(), logits)
+    if not torch.allclose(g_got, g_want, rtol=1e-6, atol=1e-9):
+        return Feedback(False, "The values are right but the gradient is not: avoid detaching or in-place tricks.")
+    return Feedback(True, "Right, values and gradients on four groups: the row at the group's own first token is "
+                          "the group's probability by the chain rule. The next cell uses your function.")
+
+
+# --------------------------------------------------------------------------- predict before the live run
+def check_prediction(prediction, runs) -> Feedback:
+    """Predict: ``prediction`` ranks the live ``runs`` from best (lowest test bits per byte) to worst."""
+    return check_ranking(prediction, runs)
+
+
+def compare_prediction(prediction, scores: dict, fast: bool = False) -> Feedback:
+    """After the run: the ranking predicted against the live one (``scores``: run -> test bits per byte)."""
+    note = ("Fast mode: a few dozen steps of a tiny student, too short for a teacher to show its effect; the "
+            "shipped results below are the test." if fast else
+            "One seed: the shipped results below have five or more, judged with intervals.")
+    return compare_ranking(prediction, scores, note=note)

@@ -36,7 +36,7 @@ import torch
 from uldviz.maths.checks import PROB_FLOOR, compute_dtype, validate_logits
 from uldviz.vocab.shared import SharedVocab
 
-__all__ = ["PROB_FLOOR", "MATCH_THRESHOLD", "Projection", "projected_kl", "matched_vocab"]
+__all__ = ["PROB_FLOOR", "MATCH_THRESHOLD", "Projection", "projected_kl", "matched_vocab", "logit_gradients"]
 
 #: H-KL's matched set keeps a student token whose top weight under W is at least this (X-Token's reference code).
 MATCH_THRESHOLD = 0.6
@@ -166,3 +166,27 @@ def matched_vocab(projection: Projection, *, threshold: float = MATCH_THRESHOLD)
     return SharedVocab(torch.tensor([owner[t][1] for t in teachers], **cpu), torch.tensor(teachers, **cpu),
                        [f"{owner[t][1]}->{t}" for t in teachers], projection.student_size, projection.teacher_size,
                        match="projection")
+
+
+def logit_gradients(student_logits, teacher_logits, projection: Projection, exact: SharedVocab) -> dict:
+    r"""The gradient of each loss with respect to the student's logits, one row each: where does each push?
+
+    ``"hybrid (exact partition)"``: the kit's hybrid on the exactly matched strings ``exact`` (GOLD's partition,
+    default weight); ``"P-KL"``: :func:`projected_kl` through W; ``"H-KL"``: the hybrid on the matches read off W
+    (:func:`matched_vocab`), weighted 1 : 1 as X-Token does. A positive entry means gradient descent lowers that
+    logit. Rows of log-probabilities or logits (N, V); returns {name: (N, V_S) tensor} in float64.
+    """
+    from uldviz.maths.identity import hybrid_uld_terms
+
+    z_t = torch.log_softmax(torch.as_tensor(teacher_logits, dtype=torch.float64).detach(), -1)
+    out = {}
+    losses = {
+        "hybrid (exact partition)": lambda ls: hybrid_uld_terms(ls, z_t, exact).total,
+        "P-KL": lambda ls: projected_kl(ls, z_t, projection),
+        "H-KL": lambda ls: hybrid_uld_terms(ls, z_t, matched_vocab(projection), weight=0.5).total,
+    }
+    for name, loss in losses.items():
+        z_s = torch.as_tensor(student_logits, dtype=torch.float64).detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss(torch.log_softmax(z_s, -1)).sum(), z_s)
+        out[name] = grad
+    return out

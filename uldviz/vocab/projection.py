@@ -22,7 +22,7 @@ from uldviz.maths.xtoken import Projection
 from uldviz.vocab.shared import surface_vocab
 from uldviz.vocab.strings import is_byte_level, normalized_token
 
-__all__ = ["MAX_PIECES", "ROW_TOP_K", "piece_weights", "build_projection"]
+__all__ = ["MAX_PIECES", "ROW_TOP_K", "piece_weights", "build_projection", "describe_rows", "surface_by_id"]
 
 #: How many teacher pieces of a student token's text receive weight.
 MAX_PIECES = 4
@@ -75,3 +75,26 @@ def build_projection(student_tok, teacher_tok, *, max_pieces: int = MAX_PIECES, 
     cpu = dict(device="cpu")  # W is stored on the CPU; Projection.transposed moves it once per device
     return Projection(torch.tensor(student, dtype=torch.long, **cpu), torch.tensor(teacher, dtype=torch.long, **cpu),
                       torch.tensor(weight, dtype=torch.float32, **cpu), s_size, t_size)
+
+
+def describe_rows(projection: Projection, student_tok, teacher_tok, student_ids) -> list[list]:
+    """Rows of W as a table: the student token's surface text, then its teacher tokens with their weights.
+
+    Texts are shown with ``repr`` (spaces and newlines visible); a row that maps nowhere reads "(maps nowhere)".
+    """
+    s_text = surface_by_id(student_tok)
+    t_text = surface_by_id(teacher_tok)
+    rows = []
+    for s in student_ids:
+        row = projection.row(int(s))
+        pieces = ", ".join(f"{t_text[t]!r} {w:.3f}" for t, w in row.items()) or "(maps nowhere)"
+        rows.append([repr(s_text[int(s)]), pieces])
+    return rows
+
+
+def surface_by_id(tok) -> list[str]:
+    """Each id's surface text (decoded; '' for special tokens and half characters), for tables."""
+    from uldviz.vocab.strings import surface_vocab_by_id
+
+    specials = set(getattr(tok, "all_special_ids", []))
+    return ["" if i in specials else w for i, w in enumerate(surface_vocab_by_id(tok))]

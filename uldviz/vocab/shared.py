@@ -27,7 +27,8 @@ import torch
 
 from uldviz.vocab.strings import is_byte_level, normalized_token
 
-__all__ = ["SPECIAL_TOKEN_RULE", "MATCH_RULES", "SharedVocab", "surface_vocab", "surface_strings", "raw_vocab"]
+__all__ = ["SPECIAL_TOKEN_RULE", "MATCH_RULES", "SharedVocab", "surface_vocab", "surface_strings", "raw_vocab",
+           "compare_matchings"]
 
 #: The special-token rule of surface matching, in words (the module docstring gives the reason).
 SPECIAL_TOKEN_RULE = "special tokens are never shared strings: they spell no text"
@@ -227,3 +228,34 @@ class SharedVocab:
             size = out[f"{side}_size"]
             out[f"share_of_{side}"] = len(self) / size if size else float("nan")
         return out
+
+
+def compare_matchings(student_tok, teacher_tok) -> dict:
+    """The kit's surface matching against TRL GOLD's raw matching, pair by pair (notebook 04 counts them).
+
+    Returns ``raw`` and ``surface`` (the two :class:`SharedVocab`), ``both`` (the (student id, teacher id) pairs
+    both rules make), ``raw_only`` and ``surface_only`` (lists of (student id, teacher id, string) — the raw
+    string for ``raw_only``, the surface one for ``surface_only``), and ``byte_symbols``: the raw-only pairs
+    where one side is a byte-level entry standing for a single byte of 0x80 or more — no whole UTF-8 character
+    (a lead or continuation byte, or a byte UTF-8 never uses) — matched to a real character of the other side,
+    as (string, byte value, student id, teacher id): false matches.
+    """
+    from uldviz.vocab.strings import byte_decoder
+
+    raw, surface = (SharedVocab.from_tokenizers(student_tok, teacher_tok, match=m) for m in ("raw", "surface"))
+
+    def pairs(v: SharedVocab) -> dict:
+        return {(int(s), int(t)): w for s, t, w in zip(v.student_ids.tolist(), v.teacher_ids.tolist(), v.strings)}
+
+    r, s = pairs(raw), pairs(surface)
+    table = byte_decoder()
+    levels = (is_byte_level(student_tok), is_byte_level(teacher_tok))
+    symbols = []
+    for (si, ti), w in sorted(r.items(), key=lambda kv: kv[0][1]):
+        if (si, ti) in s or len(w) != 1 or w not in table or table[w] < 0x80 or levels[0] == levels[1]:
+            continue
+        symbols.append((w, table[w], si, ti))
+    return {"raw": raw, "surface": surface, "both": sorted(set(r) & set(s)),
+            "raw_only": [(si, ti, w) for (si, ti), w in sorted(r.items()) if (si, ti) not in s],
+            "surface_only": [(si, ti, w) for (si, ti), w in sorted(s.items()) if (si, ti) not in r],
+            "byte_symbols": symbols}

@@ -18,6 +18,7 @@ import torch
 from matplotlib.patches import Rectangle
 
 from uldviz.alignment.text import TextAlignment
+from uldviz.viz.plots.training import LABEL_PT, STRIP_WIDTH
 from uldviz.viz.plots.vocab import STUDENT_COLOUR, TEACHER_COLOUR
 from uldviz.vocab.shared import SharedVocab
 
@@ -68,13 +69,16 @@ def _lines(view: TextAlignment, line_bytes: int) -> list[tuple[int, list[int]]]:
 
 
 def plot_alignment(view: TextAlignment, *, shared: SharedVocab | None = None, selected: int | None = None,
-                   names=("teacher", "student"), line_bytes: int = 48, width: float = 11.0):
+                   names=("teacher", "student"), line_bytes: int = 32, width: float = STRIP_WIDTH,
+                   fontsize: float = LABEL_PT):
     """Teacher tokens (top row) and student tokens (bottom row) of each group, on the text's byte axis.
 
     Each group is a shaded box around its tokens on both rows (its number below); a token is green
     when both vocabularies contain its string, dashed when it holds only part of a character. The
-    ``selected`` group is outlined in red. The figure records ``fig.uldviz_groups`` (group, first
-    byte, last byte, line) and ``fig.uldviz_tokens`` ({side: [(row index, label, shared)]}).
+    ``selected`` group is outlined in red. Lines of about ``line_bytes`` bytes in a figure ``width`` inches wide
+    leave room for labels of ``fontsize`` points (shown unscaled at 100 dpi). The figure records
+    ``fig.uldviz_groups`` (group, first byte, last byte, line), ``fig.uldviz_tokens`` ({side: [(row index, label,
+    shared)]}) and ``fig.uldviz_labels`` (the token label artists).
     """
     if not isinstance(view, TextAlignment):
         raise TypeError(f"view must be a TextAlignment (see align_text), got {type(view).__name__}")
@@ -84,8 +88,8 @@ def plot_alignment(view: TextAlignment, *, shared: SharedVocab | None = None, se
     lines = _lines(view, line_bytes)
     rows = {"teacher": (view.teacher_ids, view.teacher_spans), "student": (view.student_ids, view.student_spans)}
     flags = {side: shared_flags(rows[side][0], shared, side) for side in rows}
-    fig, ax = plt.subplots(figsize=(width, 0.35 + 1.25 * max(1, len(lines))))
-    fig.uldviz_groups, fig.uldviz_tokens = [], {"teacher": [], "student": []}
+    fig, ax = plt.subplots(figsize=(width, 0.45 + 1.4 * max(1, len(lines))))
+    fig.uldviz_groups, fig.uldviz_tokens, fig.uldviz_labels = [], {"teacher": [], "student": []}, []
     span_max = max([view.group_bytes(g)[1] - start for start, gs in lines for g in gs] + [1])
     groups = view.groups  # built from the alignment tensors: once, not once per group
     for li, (start, gs) in enumerate(lines):
@@ -96,7 +100,7 @@ def plot_alignment(view: TextAlignment, *, shared: SharedVocab | None = None, se
             is_sel = g == selected
             ax.add_patch(Rectangle((lo - start, y0 - 0.15), hi - lo, 2.3, facecolor=_GROUP_FILLS[g % 2],
                                    edgecolor=_SELECTED if is_sel else "#888", lw=2.2 if is_sel else 0.6, zorder=1))
-            ax.text((lo + hi) / 2 - start, y0 - 0.35, str(g), ha="center", va="top", fontsize=7,
+            ax.text((lo + hi) / 2 - start, y0 - 0.35, str(g), ha="center", va="top", fontsize=fontsize - 1,
                     color=_SELECTED if is_sel else "#555")
             fig.uldviz_groups.append((g, lo, hi, li))
             for side, a, b, y in (("teacher", t0, t1, y0 + 1.1), ("student", s0, s1, y0)):
@@ -109,20 +113,20 @@ def plot_alignment(view: TextAlignment, *, shared: SharedVocab | None = None, se
                                            facecolor=SHARED_COLOUR if flags[side][i] else _PLAIN,
                                            edgecolor=TEACHER_COLOUR if side == "teacher" else STUDENT_COLOUR,
                                            ls="--" if partial else "-", lw=0.8, zorder=2))
-                    ax.text((bs + be) / 2 - start, y + 0.5, label, ha="center", va="center", fontsize=7,
-                            family="monospace", zorder=3)
+                    fig.uldviz_labels.append(ax.text((bs + be) / 2 - start, y + 0.5, label, ha="center",
+                                                     va="center", fontsize=fontsize, family="monospace", zorder=3))
                     fig.uldviz_tokens[side].append((i, label, flags[side][i]))
-        ax.text(-0.5, y0 + 1.6, names[0], ha="right", va="center", fontsize=8, color=TEACHER_COLOUR)
-        ax.text(-0.5, y0 + 0.5, names[1], ha="right", va="center", fontsize=8, color=STUDENT_COLOUR)
+        ax.text(-0.5, y0 + 1.6, names[0], ha="right", va="center", fontsize=fontsize, color=TEACHER_COLOUR)
+        ax.text(-0.5, y0 + 0.5, names[1], ha="right", va="center", fontsize=fontsize, color=STUDENT_COLOUR)
     ax.set_xlim(-7, span_max + 0.5)
     ax.set_ylim(-3.0 * (len(lines) - 1) - 0.9, 2.35)
     ax.axis("off")
     n_shared = sum(f for _, _, f in fig.uldviz_tokens["student"]) + sum(f for _, _, f in fig.uldviz_tokens["teacher"])
-    title = (f"{view.num_groups} groups; green: a string both vocabularies contain ({n_shared} tokens); "
+    title = (f"{view.num_groups} groups; green: a string both vocabularies contain ({n_shared} tokens);\n"
              "dashed, in hex: bytes of a character split over tokens")
     if selected is not None:
         title += f"; red: group {selected}"
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=fontsize)
     fig.tight_layout()
     return fig
 
@@ -141,7 +145,8 @@ def plot_group_losses(teacher_logprobs, student_logprobs, shared: SharedVocab, *
     :math:`p^{1/\\tau}`. Middle (hybrid, divergence part): the merged distributions (1-D log-probs,
     see :func:`uldviz.maths.identity.merged_group_logprobs`) on the ``top_k`` shared strings the teacher finds
     likeliest, side by side. Right (hybrid, ULD part): the first ``top_k`` ranks of the sorted unshared
-    remainders. ``fig.uldviz_panels`` records the numbers drawn.
+    remainders. Both on a log axis: a merged student row can sit orders of magnitude below the teacher's and must
+    still show. ``fig.uldviz_panels`` records the numbers drawn and the axis range ``ylim``.
     """
     lt = torch.as_tensor(teacher_logprobs, dtype=torch.float64).detach().reshape(-1)
     ls = torch.as_tensor(student_logprobs, dtype=torch.float64).detach().reshape(-1)
@@ -186,8 +191,16 @@ def plot_group_losses(teacher_logprobs, student_logprobs, shared: SharedVocab, *
     axes[2].set_title(f"sorted unshared remainders (first {top_k} ranks)", fontsize=9)
     axes[2].legend(fontsize=8)
     panels["sorted"] = (rt.tolist(), rs.tolist())
+    # A merged student row carries the probabilities of its group's later tokens as a factor, so it can sit orders
+    # of magnitude below the teacher's: on a linear axis its bars vanish. A log axis shows both.
+    drawn = [v for v in panels["shared"][1] + panels["shared"][2] + panels["sorted"][0] + panels["sorted"][1] if v > 0]
+    lo = max(min(drawn) / 30, 1e-14) if drawn else 1e-6  # the smallest bar still stands over a decade tall
+    hi = min(max(drawn) * 3, 2.0) if drawn else 1.0
     for ax in axes[1:]:
-        ax.set_ylabel("probability", fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylim(lo, max(hi, lo * 10))
+        ax.set_ylabel("probability (log scale)", fontsize=8)
+    panels["ylim"] = (lo, max(hi, lo * 10))
     if title:
         fig.suptitle(title, fontsize=10)
     fig.uldviz_panels = panels

@@ -15,6 +15,8 @@ __all__ = [
     "plot_curves",
     "plot_bpb_comparison",
     "plot_alignment",
+    "LABEL_PT",
+    "STRIP_WIDTH",
     "token_labels",
     "markdown_table",
 ]
@@ -121,45 +123,99 @@ def plot_bpb_comparison(live: dict, shipped: dict | None = None, labels: dict | 
     return fig
 
 
-def plot_alignment(student_spans, teacher_spans, pairs, contrast_pairs=None, title: str = "", figsize=(11, 2.8)):
+#: Font size (points) of the token labels of the alignment strips: at the notebooks' 100 dpi and a figure no wider
+#: than :data:`STRIP_WIDTH` inches (shown unscaled), about 14 px — readable, unlike the 7 pt of a wider figure.
+LABEL_PT = 10
+#: Width (inches) of the alignment strips: narrow enough that a notebook shows them without shrinking.
+STRIP_WIDTH = 9.0
+
+
+def _strip_lines(student_spans, teacher_spans, line_chars: int) -> list[tuple[int, int]]:
+    """(first, last) character of each line: lines break only where BOTH rows have a token boundary, so no token
+    straddles two lines and every offset pair (two tokens ending at the same character) sits on one line."""
+    ends = [{b for _, (a, b) in spans} for spans in (student_spans, teacher_spans)]
+    last = max([b for _, (a, b) in list(student_spans) + list(teacher_spans)] + [1])
+    common = sorted((ends[0] & ends[1]) | {last})
+    lines, start, prev = [], 0, 0
+    for c in common:
+        if c - start > line_chars and prev > start:
+            lines.append((start, prev))
+            start = prev
+        prev = c
+    lines.append((start, last))
+    return lines
+
+
+def plot_alignment(student_spans, teacher_spans, pairs, contrast_pairs=None, title: str = "", *,
+                   line_chars: int = 36, width: float = STRIP_WIDTH, fontsize: float = LABEL_PT):
     """The same text cut by two tokenizers (top: student, bottom: teacher); a line joins paired positions.
 
     ``*_spans`` are lists of (token string, (start, end)) in character offsets; ``pairs`` are
     (student position, teacher position). Each token is drawn over its characters (a zero-width
-    eos just left of the text) and a pair's line joins the ends of the two tokens, i.e. the text read
-    so far: offset pairs give vertical lines. ``contrast_pairs`` (e.g. positional pairing) are drawn
-    dashed in red: slanted lines compare predictions of text starting at different characters.
+    eos just left of the text; tokens sharing one character, the bytes of a split character, side by side) and a
+    pair's line joins the ends of the two tokens, i.e. the text read so far: offset pairs give vertical lines.
+    ``contrast_pairs`` (e.g. positional pairing) are drawn dashed in red: slanted lines compare predictions of text
+    starting at different characters (one that crosses to the next line stops at the line's edge). The text wraps
+    into lines of about ``line_chars`` characters so that labels of ``fontsize`` points fit; ``fig.uldviz_labels``
+    holds the label artists.
     """
-    fig, ax = plt.subplots(figsize=figsize)
+    lines = _strip_lines(student_spans, teacher_spans, line_chars)
+    span_max = max(b - a for a, b in lines)
+    fig, ax = plt.subplots(figsize=(width, 0.5 + 1.45 * len(lines)))
+    fig.uldviz_labels = []
 
-    def box(a, b):
-        return (a - 4.0, a - 0.5) if b == a else (a, b)
+    def line_of(c: int, is_end: bool = False) -> int:
+        for k, (a, b) in enumerate(lines):
+            if (a < c <= b) if is_end else (a <= c < b):
+                return k
+        return 0 if c <= lines[0][0] else len(lines) - 1
 
-    for row, spans, y in (("student", student_spans, 1.0), ("teacher", teacher_spans, 0.0)):
-        for tok, (a, b) in spans:
-            x0, x1 = box(a, b)
-            ax.add_patch(plt.Rectangle((x0, y - 0.18), x1 - x0, 0.36, fill=True, alpha=0.25,
-                                       color="C1" if row == "student" else "C0", ec="k", lw=0.5))
+    ends = {}  # (row, token index) -> (line, x of its end)
+    for row, spans, dy in (("student", student_spans, 1.0), ("teacher", teacher_spans, 0.0)):
+        i = 0
+        while i < len(spans):
+            a, b = spans[i][1]
+            j = i
+            while j + 1 < len(spans) and tuple(spans[j + 1][1]) == (a, b) and b > a:
+                j += 1  # tokens i..j share one character range (bytes of a split character)
+            k = line_of(a) if b > a else 0
+            x0 = (a - lines[k][0]) if b > a else -4.0
+            x1 = (b - lines[k][0]) if b > a else -0.5
+            step = (x1 - x0) / (j - i + 1)
+            y = dy - 2.4 * k
+            for m in range(i, j + 1):
+                lo, hi = x0 + (m - i) * step, x0 + (m - i + 1) * step
+                ax.add_patch(plt.Rectangle((lo, y - 0.2), hi - lo, 0.4, fill=True, alpha=0.25,
+                                           color="C1" if row == "student" else "C0", ec="k", lw=0.5))
+                ends[(row, m)] = (k, hi if b > a else -0.5)
             # characters outside the Basic Multilingual Plane (emoji) are missing from the default font
-            label = "".join(c if ord(c) < 0x10000 else "☺" for c in tok.replace("\n", "⏎"))
-            turn = 90 if len(label) > 1.5 * (x1 - x0) else 0
-            ax.text((x0 + x1) / 2, y, label, ha="center", va="center", fontsize=7, rotation=turn)
-        ax.text(-5, y, row, ha="right", va="center", fontsize=9)
+            label = "".join(c if ord(c) < 0x10000 else "☺" for c in spans[i][0].replace("\n", "⏎"))
+            if j > i:  # one character in j - i + 1 byte tokens: the character once, and how many tokens
+                label = f"{label.split('[')[0]}×{j - i + 1}"
+            turn = 90 if len(label) > 1.6 * (x1 - x0) else 0
+            fig.uldviz_labels.append(ax.text((x0 + x1) / 2, y, label, ha="center", va="center",
+                                             fontsize=fontsize if not turn else fontsize - 1, rotation=turn))
+            i = j + 1
+    for k in range(len(lines)):
+        for row, dy in (("student", 1.0), ("teacher", 0.0)):
+            ax.text(-5, dy - 2.4 * k, row, ha="right", va="center", fontsize=fontsize)
 
-    def end(spans, i):
-        return spans[i][1][1]
+    def join(s, t, **style):
+        (ks, xs), (kt, xt) = ends[("student", s)], ends[("teacher", t)]
+        y_s, y_t = 0.8 - 2.4 * ks, 0.2 - 2.4 * kt
+        if ks != kt:  # crosses a line break: a stub to the edge of the student's line
+            xt, y_t = (span_max + 0.5 if kt > ks else 0.0), 0.5 - 2.4 * ks
+        ax.plot([xs, xt], [y_s, y_t], **style)
 
     for s, t in contrast_pairs or []:
-        ax.plot([end(student_spans, s), end(teacher_spans, t)], [0.82, 0.18], color="#d62728", lw=0.8, ls="--",
-                alpha=0.6)
+        join(s, t, color="#d62728", lw=0.9, ls="--", alpha=0.7)
     for s, t in pairs:
-        ax.plot([end(student_spans, s), end(teacher_spans, t)], [0.82, 0.18], color="k", lw=1.0, alpha=0.8)
-    last = max([b for _, (a, b) in student_spans + teacher_spans] + [1])
-    ax.set_xlim(-14, last + 1)
-    ax.set_ylim(-0.4, 1.4)
+        join(s, t, color="k", lw=1.0, alpha=0.8)
+    ax.set_xlim(-12, span_max + 1)
+    ax.set_ylim(-2.4 * (len(lines) - 1) - 0.45, 1.45)
     ax.axis("off")
     default = "black: offset pairs" + (" · red dashed: positional pairs" if contrast_pairs else "")
-    ax.set_title(title or default, fontsize=9)
+    ax.set_title(title or default, fontsize=fontsize)
     fig.tight_layout()
     return fig
 

@@ -83,6 +83,7 @@ class DistillDashboard:
         self._last_draw = 0.0
         self.teacher_bpb = None
         self.last_table_html = ""
+        self.running = False
         self._poll = _UIPoller()
         if static is None:
             try:
@@ -126,7 +127,10 @@ class DistillDashboard:
 
     # ------------------------------------------------------------------ actions
     def stop(self, *_):
-        """Stop the current run after its step (the button's handler); its curve is kept."""
+        """Stop the current run after its step (the button's handler); its curve is kept. Outside :meth:`run`
+        (before it starts, or once every run is done) there is nothing to stop: a click changes nothing."""
+        if not self.running:
+            return
         self.stop_flag.set()
         self._set_status(f"stopping <b>{html.escape(run_label(self.current or ''))}</b> after this step…")
 
@@ -229,14 +233,37 @@ class DistillDashboard:
             self._table_handle.update(HTML(self.last_table_html))
 
     def run(self) -> dict:
-        """Train every run in order; returns {run: RunResult}. The stop button ends only the current run."""
-        for name in self.runs:
-            if name in self.results:
-                continue
+        """Train every run in order; returns {run: RunResult}. The stop button ends only the current run.
+
+        When the last run ends (or training is interrupted) the button is retired: disabled, relabelled and greyed,
+        so a finished dashboard shows no control that looks active.
+        """
+        self.running = True
+        finished = False
+        try:
+            for name in self.runs:
+                if name in self.results:
+                    continue
+                self.stop_flag.clear()
+                train(self.configs[name], self.setup, name=name, callback=self.callback, stop=self.stop_flag,
+                      keep_model=self.keep_models)
+            finished = True
+        finally:
+            self.running = False
+            self.current = None
             self.stop_flag.clear()
-            train(self.configs[name], self.setup, name=name, callback=self.callback, stop=self.stop_flag,
-                  keep_model=self.keep_models)
-        self._set_status(f"done: {len(self.results)} runs")
-        if not self.static:
-            self.stop_button.disabled = True
+            self._set_status(f"done: {len(self.results)} runs" if finished else
+                             f"interrupted: {len(self.results)} of {len(self.runs)} runs finished")
+            self._retire_button("all runs finished" if finished else "interrupted")
         return self.results
+
+    def _retire_button(self, why: str) -> None:
+        """The stop button once nothing is running: disabled, neutral colour, a label that says why."""
+        if self.static:
+            return
+        b = self.stop_button
+        b.disabled = True
+        b.button_style = ""
+        b.icon = "check" if why == "all runs finished" else "ban"
+        b.description = "Done" if why == "all runs finished" else "Interrupted"
+        b.tooltip = f"nothing to stop: {why}"
