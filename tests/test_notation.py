@@ -17,7 +17,8 @@ from uldviz.course import notation as N
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The notebooks written in the table's notation (the lead adds 03 and 04 as they are converted).
-APPLIED = ["01_kl_breaks.ipynb", "02_optimal_transport.ipynb", "02b_speed_appendix.ipynb"]
+APPLIED = ["01_kl_breaks.ipynb", "02_optimal_transport.ipynb", "02b_speed_appendix.ipynb", "03_distillation.ipynb",
+           "04_beyond_uld.ipynb"]
 #: Where ε may appear in a formula: its one meaning, the smoothing of notebook 01's patch (a).
 EPSILON_HOMES = {"01_kl_breaks.ipynb", "patches.py"}
 MATHS_MODULES = sorted((ROOT / "uldviz" / "maths").glob("*.py")) + [ROOT / "uldviz" / "vocab" / "shared.py"]

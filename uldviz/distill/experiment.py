@@ -145,7 +145,7 @@ def run_label(spec: str) -> str:
     label = _spec(base).label
     if not value:
         return label
-    symbol = "ε" if tuned_field(base) == "label_smoothing" else "λ"
+    symbol = "α" if tuned_field(base) == "label_smoothing" else "λ"  # the course's notation (uldviz.course.notation)
     return f"{label} ({symbol} = {value})"
 
 
