@@ -133,10 +133,12 @@ class _Logs(TrainerCallback):
         self.logs.append(dict(logs or {}))
 
 
-def test_off_policy_training_runs_and_reports_the_kits_terms(pair, rows, tmp_path):
+def test_off_policy_training_runs_reports_the_kits_terms_and_evaluates_with_the_kits_loss(pair, rows, tmp_path):
     logs = _Logs()
-    trainer = KitGOLDTrainer(str(pair / "student"), str(pair / "teacher"), args=config(tmp_path, loss="hybrid",
-                             max_steps=3), train_dataset=Dataset.from_list(rows), callbacks=[logs])
+    trainer = KitGOLDTrainer(str(pair / "student"), str(pair / "teacher"),
+                             args=config(tmp_path, loss="hybrid", max_steps=3, per_device_eval_batch_size=4),
+                             train_dataset=Dataset.from_list(rows), eval_dataset=Dataset.from_list(rows),
+                             callbacks=[logs])
     before = first_parameter(trainer.model)
     trainer.train()
     steps = [x for x in logs.logs if "loss" in x]
@@ -145,8 +147,33 @@ def test_off_policy_training_runs_and_reports_the_kits_terms(pair, rows, tmp_pat
         assert math.isclose(x["loss"], x["ce"] + 1.5 * x["distill"], rel_tol=1e-5) and x["distill"] > 0
         assert "off_policy_loss" in x and "on_policy_loss" not in x
     assert not torch.equal(before, first_parameter(trainer.model))
+    # evaluation scores the dataset's completions with the kit's loss (one batch of 4: its own counts)
+    kit, s_tok, t_tok = trainer.objective, trainer.processing_class, trainer.teacher_tokenizer
+    batch = encode_batch([r["prompt"] + r["completion"] for r in rows], s_tok, t_tok, student_len=MAX_LENGTH,
+                         teacher_len=MAX_LENGTH, prompt_chars=[len(r["prompt"]) for r in rows])
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = float(kit.loss(kit.sums(trainer.model, trainer.teacher_model, batch, kit.pair(batch))))
+    assert math.isclose(trainer.evaluate()["eval_loss"], expected, rel_tol=1e-5)
     trainer.save_model(str(tmp_path / "final"))
     assert (tmp_path / "final" / "model.safetensors").is_file() and (tmp_path / "final" / "tokenizer.json").is_file()
+
+
+def test_lora_trains_the_adapters_only(pair, rows, tmp_path):
+    """PEFT comes from TRL: peft_config wraps the student; the kit's loss trains the LoRA weights alone."""
+    peft = pytest.importorskip("peft")
+    trainer = KitGOLDTrainer(str(pair / "student"), str(pair / "teacher"), args=config(tmp_path, loss="uld"),
+                             train_dataset=Dataset.from_list(rows),
+                             peft_config=peft.LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"],
+                                                         fan_in_fan_out=True))
+    named = dict(trainer.model.named_parameters())
+    before = {n: p.detach().clone() for n, p in named.items()}
+    trainer.train()
+    changed = {n for n, p in named.items() if not torch.equal(before[n], p.detach())}
+    assert changed and all("lora_" in n for n in changed)
+    assert math.isfinite(trainer.state.log_history[0]["loss"])
+    trainer.save_model(str(tmp_path / "adapter"))
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 
 
 CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
