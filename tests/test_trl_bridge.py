@@ -93,30 +93,45 @@ def models64(pair):
     return student.double(), s_tok, teacher.double(), t_tok
 
 
+class _Gradients(TrainerCallback):
+    """The gradients the optimizer is about to step with (max_grad_norm=0: unclipped)."""
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.grads = [p.grad.detach().clone() for p in model.parameters() if p.requires_grad]
+
+
 @pytest.mark.parametrize("loss", ["uld", "hybrid", "chunk", "xtoken-pkl"])
 def test_the_loss_trl_trains_on_is_the_kits_objective(models64, rows, tmp_path, loss):
-    """One TRL step (2 micro-batches of 2, divided by the step's global counts) = the kit's loss on all 4 rows."""
+    """One TRL step (2 micro-batches of 2, divided by the step's global counts) = the kit's loss on all 4 rows,
+    in value and in the gradient the optimizer steps with."""
     student, s_tok, teacher, t_tok = models64
     kit = Objective(LossConfig(loss=loss, lam=1.5), s_tok, t_tok, student_vocab=output_vocab(student, s_tok),
                     teacher_vocab=output_vocab(teacher, t_tok))
     batch = encode_batch([r["prompt"] + r["completion"] for r in rows], s_tok, t_tok, student_len=MAX_LENGTH,
                          teacher_len=MAX_LENGTH, prompt_chars=[len(r["prompt"]) for r in rows])
     pairs = kit.pair(batch)
-    with torch.no_grad():
-        sums = kit.sums(student, teacher, batch, pairs)
-    expected = float(kit.loss(sums))
+    student.zero_grad()
+    sums = kit.sums(student, teacher, batch, pairs)
+    kit.loss(sums).backward()
+    expected, kit_grads = float(kit.loss(sums)), [p.grad.clone() for p in student.parameters() if p.requires_grad]
+    student.zero_grad()
     ce, distill = float(sums.ce) / sums.ce_count, float(sums.distill) / sums.distill_count
     assert pairs.count > 0 and distill > 0
 
-    trainer = KitGOLDTrainer(student, teacher, args=config(tmp_path, loss=loss, learning_rate=0.0),
-                             train_dataset=Dataset.from_list(rows))
+    grads = _Gradients()
+    trainer = KitGOLDTrainer(student, teacher, args=config(tmp_path, loss=loss, learning_rate=0.0, max_grad_norm=0.0),
+                             train_dataset=Dataset.from_list(rows), callbacks=[grads])
     seen = spy_losses(trainer)
     trainer.train()
     assert len(seen) == 2 and {len(x["original_prompt_text"]) for _, x in seen} == {2}
     assert sorted(p for _, x in seen for p in x["original_prompt_text"]) == sorted(r["prompt"] for r in rows)
     got = float(sum(value for value, _ in seen))
-    print(f"{loss}: TRL step {got:.15f}, kit {expected:.15f}, |diff| {abs(got - expected):.1e}")
+    grad_diff = max(float((a - b).abs().max()) for a, b in zip(grads.grads, kit_grads, strict=True))
+    print(f"{loss}: TRL step {got:.15f}, kit {expected:.15f}, |diff| {abs(got - expected):.1e}, "
+          f"max |grad diff| {grad_diff:.1e}")
     assert abs(got - expected) < 1e-6, (loss, got, expected)
+    for mine, theirs in zip(grads.grads, kit_grads, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12)
     logged = trainer.state.log_history[0]  # Trainer and the bridge's logs accumulate in float32
     assert math.isclose(logged["loss"], expected, rel_tol=1e-5)
     assert math.isclose(logged["ce"], ce, rel_tol=1e-5) and math.isclose(logged["distill"], distill, rel_tol=1e-5)
@@ -136,13 +151,13 @@ class _Logs(TrainerCallback):
 def test_off_policy_training_runs_reports_the_kits_terms_and_evaluates_with_the_kits_loss(pair, rows, tmp_path):
     logs = _Logs()
     trainer = KitGOLDTrainer(str(pair / "student"), str(pair / "teacher"),
-                             args=config(tmp_path, loss="hybrid", max_steps=3, per_device_eval_batch_size=4),
+                             args=config(tmp_path, loss="hybrid", max_steps=2, per_device_eval_batch_size=4),
                              train_dataset=Dataset.from_list(rows), eval_dataset=Dataset.from_list(rows),
                              callbacks=[logs])
     before = first_parameter(trainer.model)
     trainer.train()
     steps = [x for x in logs.logs if "loss" in x]
-    assert len(steps) == 3
+    assert len(steps) == 2
     for x in steps:  # total = ce + 1.5 distill, every term finite, the step off-policy
         assert math.isclose(x["loss"], x["ce"] + 1.5 * x["distill"], rel_tol=1e-5) and x["distill"] > 0
         assert "off_policy_loss" in x and "on_policy_loss" not in x
