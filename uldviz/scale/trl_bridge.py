@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     train_set, eval_set = load_prompt_data(script)
     trainer = KitGOLDTrainer(model_args.model_name_or_path, args.teacher_model_name_or_path, args=args,
                              train_dataset=train_set, eval_dataset=eval_set, peft_config=get_peft_config(model_args))
-    trainer.train()
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model(args.output_dir)
     if args.push_to_hub:
         trainer.push_to_hub()
