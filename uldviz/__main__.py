@@ -19,6 +19,8 @@ COMMANDS = {
     "train": ("uldviz.scale.loop", "distil a causal-LM teacher into a causal-LM student (accelerate launch-able)"),
     "generate": ("uldviz.scale.generate", "the teacher answers a prompt file: data for sequence-level KD"),
     "cache-teacher": ("uldviz.scale.cache", "store the teacher's top-k probabilities once; train without it"),
+    "trl-train": ("uldviz.scale.trl_bridge",
+                  "the kit's losses inside TRL's GOLD trainer (on-policy, chat templates, PEFT, trackers)"),
 }
 
 
