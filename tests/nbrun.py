@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def run_notebook(name: str, timeout: int = 600, fast: bool = True,
+def run_notebook(name: str, timeout: int | None = None, fast: bool = True,
                  solutions: bool = False) -> tuple[nbformat.NotebookNode, float]:
     """Execute ``notebooks/<name>`` in a fresh kernel (``ULDVIZ_FAST=1`` unless fast=False); return (nb, seconds).
 
@@ -26,7 +26,7 @@ def run_notebook(name: str, timeout: int = 600, fast: bool = True,
         return execute(NOTEBOOKS / name, timeout=timeout, solutions=solutions)
 
 
-def run_outputs(name: str, timeout: int = 600, solutions: bool = True) -> str:
+def run_outputs(name: str, timeout: int | None = None, solutions: bool = True) -> str:
     """Run ``name`` in fast mode (solutions on), assert no cell shows an error, return all outputs as JSON text."""
     nb, _ = run_notebook(name, timeout=timeout, solutions=solutions)
     assert error_outputs(nb) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -103,6 +104,56 @@ def test_make_site_runs_the_builder_into_site():
     assert "site/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
+# ------------------------------------------------------------------ the headless runner is loud and cleans up
+_DROP_NEXT_IDLE = """k = get_ipython().kernel
+publish = k._publish_status
+def drop_idle(status, channel, parent=None):
+    if status == "idle":  # this cell's idle status is lost, as if dropped on the way
+        k._publish_status = publish
+        return
+    publish(status, channel, parent)
+k._publish_status = drop_idle"""
+
+
+def _kernels_left() -> list:
+    """Kernel processes this test process started that are still running."""
+    psutil = pytest.importorskip("psutil")
+    kids = [c for c in psutil.Process().children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE]
+    return [c for c in kids if "ipykernel" in " ".join(c.cmdline())]
+
+
+def _run_cells(tmp_path, *sources, **kwargs):
+    path = tmp_path / "99_probe.ipynb"
+    path.write_text(json.dumps(new_notebook(cells=[new_code_cell(s) for s in sources])))
+    return site.execute(path, **kwargs)
+
+
+def test_runner_shuts_its_kernel_down(tmp_path):
+    nb, _ = _run_cells(tmp_path, "print('hi')")
+    assert nb.cells[0].outputs[0]["text"] == "hi\n"
+    assert _kernels_left() == []  # the runner made the kernel manager, so it must stop the kernel
+
+
+def test_runner_fails_loudly_when_a_cell_passes_its_timeout(tmp_path):
+    with pytest.raises(RuntimeError, match=r"stalled in cell 1 \('import time; time.sleep\(60\)'\)"):
+        _run_cells(tmp_path, "x = 1", "import time; time.sleep(60)", timeout=3)
+    assert _kernels_left() == []
+
+
+def test_runner_fails_loudly_on_a_lost_iopub_message(tmp_path, monkeypatch):
+    """A cell whose idle status never comes: an error naming it within IOPUB_TIMEOUT (it used to hang for ever)."""
+    monkeypatch.setattr(site, "IOPUB_TIMEOUT", 2)
+    with pytest.raises(RuntimeError, match=r"stalled in cell 0 .*Timeout waiting for IOPub output(.|\n)*execute_reply"):
+        _run_cells(tmp_path, _DROP_NEXT_IDLE, "y = 2", timeout=60)
+
+
+def test_cell_timeout_follows_the_recorded_run():
+    recorded = site.lessons.read_record()["notebooks"]["02_optimal_transport"]["run_seconds"]
+    expected = max(site.MIN_CELL_TIMEOUT, math.ceil(site.TIMEOUT_FACTOR * recorded))
+    assert site.cell_timeout("notebooks/02_optimal_transport.ipynb") == expected
+    assert site.cell_timeout("99_not_recorded.ipynb") == site.UNMEASURED_CELL_TIMEOUT
+
+
 # ------------------------------------------------------------------ a real build (fast mode)
 @pytest.fixture(scope="module")
 def fast_site(tmp_path_factory):
@@ -176,3 +227,33 @@ def test_load_average_is_none_where_the_os_has_none(monkeypatch):
     assert len(load_average()) == 3
     monkeypatch.delattr(os, "getloadavg")
     assert load_average() is None
+
+
+def test_waits_on_the_kernel_are_sliced_so_a_missed_wake_up_costs_a_slice(monkeypatch):
+    """A message whose wake-up the long poll would miss is found by the next short poll (POLL_SLICE s)."""
+    import asyncio
+    from queue import Empty
+    from types import SimpleNamespace
+
+    asked = []
+
+    async def get_msg(timeout=None):
+        asked.append(timeout)
+        if len(asked) < 3:
+            raise Empty
+        return {"msg_type": "execute_reply"}
+
+    kc = SimpleNamespace(shell_channel=SimpleNamespace(get_msg=get_msg), iopub_channel=SimpleNamespace(get_msg=get_msg))
+    site._poll_in_slices(kc)
+    assert asyncio.run(kc.shell_channel.get_msg(timeout=600))["msg_type"] == "execute_reply"
+    assert len(asked) == 3 and all(t <= site.POLL_SLICE for t in asked)
+
+    async def never(timeout=None):
+        await asyncio.sleep(timeout)
+        raise Empty
+
+    kc = SimpleNamespace(shell_channel=SimpleNamespace(get_msg=never), iopub_channel=SimpleNamespace(get_msg=never))
+    monkeypatch.setattr(site, "POLL_SLICE", 0.01)
+    site._poll_in_slices(kc)
+    with pytest.raises(Empty):  # the overall timeout still ends the wait
+        asyncio.run(kc.shell_channel.get_msg(timeout=0.05))

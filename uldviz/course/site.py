@@ -13,9 +13,11 @@ so they show everywhere. ``--record`` stores each notebook's measured run in ``d
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import html
 import json
+import math
 import os
 import re
 import sys
@@ -27,7 +29,8 @@ from pathlib import Path
 from uldviz.course import lessons
 from uldviz.env import FAST_ENV, fast_mode, load_average
 
-__all__ = ["LESSON_GLOB", "execute", "add_widget_snapshots", "render_html", "index_html", "build_site", "main"]
+__all__ = ["LESSON_GLOB", "cell_timeout", "MessageTrace", "execute", "add_widget_snapshots", "render_html",
+           "index_html", "build_site", "main"]
 
 #: The notebooks a site is made of: ``notebooks/NN_name.ipynb`` lessons and ``NNx_name.ipynb`` optional pages.
 LESSON_GLOB = lessons.LESSON_GLOB
@@ -89,33 +92,141 @@ class _PeakMemory:
         self._thread.join()
 
 
-def execute(path, *, timeout: int = 1800, solutions: bool = False, memory: dict | None = None):
-    """Run ``path`` in a fresh kernel from its own folder; return ``(executed notebook, seconds)``.
+#: A cell may run this many times its notebook's measured Run All (data/lessons.json), and at least
+#: MIN_CELL_TIMEOUT seconds; a notebook with no measurement gets UNMEASURED_CELL_TIMEOUT.
+TIMEOUT_FACTOR = 5
+MIN_CELL_TIMEOUT = 60
+UNMEASURED_CELL_TIMEOUT = 1800
+#: Seconds to wait for a cell's idle status after its reply; past them the run fails (a lost IOPub message).
+IOPUB_TIMEOUT = 10
+#: Longest single wait on a kernel socket. pyzmq's asyncio poll can miss the wake-up of a message that has
+#: arrived (measured: a cell's reply was read exactly at the cell timeout, 776 s, with no error); each slice
+#: ends with a real check of the socket, so such a message is read within POLL_SLICE seconds instead.
+POLL_SLICE = 1.0
 
+
+def cell_timeout(path) -> int:
+    """Seconds one cell of ``path`` may run: ``TIMEOUT_FACTOR`` x its recorded run, at least ``MIN_CELL_TIMEOUT``."""
+    seconds = lessons.read_record().get("notebooks", {}).get(Path(path).stem, {}).get("run_seconds")
+    return max(MIN_CELL_TIMEOUT, math.ceil(TIMEOUT_FACTOR * seconds)) if seconds else UNMEASURED_CELL_TIMEOUT
+
+
+class MessageTrace:
+    """What a NotebookClient read: the last messages (seconds into the run, cell, channel, type, and how long after
+    the kernel sent it when that was over a second), IOPub counts and client-side seconds per cell. A stall's evidence.
+    """
+
+    def __init__(self, size: int = 12):
+        self.cell, self.last, self.t0 = -1, collections.deque(maxlen=size), time.perf_counter()
+        self.counts: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.seconds: dict[int, float] = {}
+        self.done_at: float | None = None
+        self.late = 0  # messages read more than a second after the kernel sent them
+
+    def attach(self, client) -> None:
+        """Record every message ``client`` reads from now on (its hooks set the current cell and time it)."""
+        client.on_notebook_start = lambda notebook: [self._wrap(client.kc, c) for c in ("iopub", "shell")]
+        client.on_cell_execute = lambda cell, cell_index: self._start(cell_index)
+        client.on_cell_executed = lambda cell, cell_index, execute_reply: self._done(cell_index)
+
+    def _start(self, index: int) -> None:
+        """A cell starts: later messages are its messages."""
+        self.cell, self._cell_t0 = index, time.perf_counter()
+
+    def _done(self, index: int) -> None:
+        """A cell is done: its client-side seconds, and the end of the run so far (before the kernel's shutdown)."""
+        self.done_at = time.perf_counter()
+        self.seconds[index] = round(self.done_at - self._cell_t0, 2)
+
+    def _wrap(self, kc, name: str) -> None:
+        """Wrap the channel's ``get_msg`` (an async client's) so each message is noted before nbclient sees it."""
+        channel = getattr(kc, f"{name}_channel")
+        get_msg = channel.get_msg
+
+        async def traced(*args, **kwargs):
+            msg = await get_msg(*args, **kwargs)
+            kind = msg["msg_type"]
+            if kind == "status":
+                kind += ":" + msg["content"].get("execution_state", "")
+            sent = msg["header"].get("date")
+            late = time.time() - sent.timestamp() if hasattr(sent, "timestamp") else 0.0
+            self.last.append(f"{time.perf_counter() - self.t0:.1f}s cell {self.cell} {name} {kind}"
+                             + (f" (sent {late:.1f}s earlier)" if late > 1 else ""))
+            self.late += late > 1
+            if name == "iopub":
+                self.counts[self.cell][kind] += 1
+            return msg
+
+        channel.get_msg = traced
+
+
+def _poll_in_slices(kc) -> None:
+    """Make the client's shell and IOPub waits poll at most ``POLL_SLICE`` s at a time (why: see POLL_SLICE)."""
+    from queue import Empty
+
+    for name in ("shell", "iopub"):
+        channel = getattr(kc, f"{name}_channel")
+
+        async def sliced(timeout=None, _get_msg=channel.get_msg):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = POLL_SLICE if deadline is None else deadline - time.monotonic()
+                try:
+                    return await _get_msg(timeout=max(0.0, min(POLL_SLICE, left)))
+                except Empty:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+
+        channel.get_msg = sliced
+
+
+def _first_line(nb, index: int) -> str:
+    """The first line of cell ``index`` (what names the cell in an error)."""
+    return nb.cells[index].source.strip().splitlines()[0][:80] if 0 <= index < len(nb.cells) else "?"
+
+
+def execute(path, *, timeout: int | None = None, solutions: bool = False, memory: dict | None = None,
+            trace: MessageTrace | None = None):
+    """Run ``path`` in a fresh kernel from its own folder, then shut the kernel down; return ``(notebook, seconds)``.
+
+    ``timeout``: seconds one cell may run (default :func:`cell_timeout`). A cell past it, a lost IOPub message
+    (no idle status ``IOPUB_TIMEOUT`` s after the reply) or a dead kernel raise a RuntimeError naming the cell
+    and the last messages read. The async kernel manager is what makes these timeouts work: with a blocking one,
+    nbclient's wait for IOPub blocks its event loop, so a lost message hung the run for ever and no timeout fired.
     ``solutions=True`` sets the notebook's ``SHOW_SOLUTIONS = True`` first (an instructor's copy). A ``memory``
-    dict receives ``peak_mb``, the kernel's peak resident memory (polled every 0.2 s).
+    dict receives ``peak_mb``, the kernel's peak resident memory (polled every 0.2 s); ``trace`` records messages.
     """
     import nbformat
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     path = Path(path)
     nb = nbformat.read(str(path), as_version=4)
     if solutions:
         lessons.set_flag(nb, "SHOW_SOLUTIONS", True)
+    trace = trace if trace is not None else MessageTrace()
     with _kernel_environment(), tempfile.TemporaryDirectory(prefix="uldviz-site-") as sockets:
         # IPC sockets in a private folder: no TCP port race with other kernels on the machine
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
-        client = NotebookClient(nb, km=km, timeout=timeout, store_widget_state=True,
+        km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        client = NotebookClient(nb, km=km, timeout=cell_timeout(path) if timeout is None else timeout,
+                                iopub_timeout=IOPUB_TIMEOUT, raise_on_iopub_timeout=True, store_widget_state=True,
                                 resources={"metadata": {"path": str(path.parent)}})
+        trace.attach(client)
+        traced_start = client.on_notebook_start  # slice the polls first, then trace what they return
+        client.on_notebook_start = lambda notebook: (_poll_in_slices(client.kc), traced_start(notebook=notebook))
         start = time.perf_counter()
         try:
             with _PeakMemory(km) as peak:
-                client.execute()
+                client.execute(cleanup_kc=True)  # we made km, so nbclient shuts the kernel down (it would not)
         except CellExecutionError as err:
             raise RuntimeError(f"{path.name} failed while running headless:\n{err}") from None
-        seconds = time.perf_counter() - start
+        except (CellTimeoutError, DeadKernelError) as err:
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            reason = next((ln for ln in lines if ln.startswith("The message was")), lines[0])  # iopub or cell
+            raise RuntimeError(f"{path.name} stalled in cell {trace.cell} ({_first_line(nb, trace.cell)!r}): {reason}"
+                               f"\nlast messages read: {'; '.join(trace.last)}") from None
+        seconds = (trace.done_at or time.perf_counter()) - start  # start-up and cells, not the shutdown
         if memory is not None:
             memory["peak_mb"] = peak.peak_mb
     return nb, seconds
@@ -235,7 +346,7 @@ Colab or a laptop to move the sliders).</p>
 """
 
 
-def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int = 1800, record=None,
+def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int | None = None, record=None,
                solutions: bool = False, log=print) -> dict:
     """Execute and render every lesson into ``out``; return a summary (pages, seconds, bytes, mode).
 
@@ -294,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m uldviz.course.site", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="site", help="output folder (default: site/, git-ignored)")
     ap.add_argument("--only", nargs="*", default=None, help="notebook name prefixes to build, e.g. 01 02")
-    ap.add_argument("--timeout", type=int, default=1800, help="seconds one cell may run (default 1800)")
+    ap.add_argument("--timeout", type=int, default=None,
+                    help=f"seconds one cell may run (default: {TIMEOUT_FACTOR} x the notebook's recorded run, "
+                         f"at least {MIN_CELL_TIMEOUT})")
     ap.add_argument("--record", action="store_true",
                     help="store each measured run in data/lessons.json (default mode only); then run "
                          "`python -m uldviz.course.lessons --write` to update the stated times")
