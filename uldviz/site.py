@@ -13,9 +13,11 @@ so they show everywhere. ``--record`` stores each notebook's measured run in ``d
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import html
 import json
+import math
 import os
 import re
 import sys
@@ -27,7 +29,8 @@ from pathlib import Path
 from . import lessons
 from .config import FAST_ENV, fast_mode, load_average
 
-__all__ = ["LESSON_GLOB", "execute", "add_widget_snapshots", "render_html", "index_html", "build_site", "main"]
+__all__ = ["LESSON_GLOB", "cell_timeout", "MessageTrace", "execute", "add_widget_snapshots", "render_html",
+           "index_html", "build_site", "main"]
 
 #: The notebooks a site is made of: ``notebooks/NN_name.ipynb``.
 LESSON_GLOB = lessons.LESSON_GLOB
@@ -89,32 +92,95 @@ class _PeakMemory:
         self._thread.join()
 
 
-def execute(path, *, timeout: int = 1800, solutions: bool = False, memory: dict | None = None):
-    """Run ``path`` in a fresh kernel from its own folder; return ``(executed notebook, seconds)``.
+#: A cell may run this many times its notebook's measured Run All (data/lessons.json), and at least
+#: MIN_CELL_TIMEOUT seconds; a notebook with no measurement gets UNMEASURED_CELL_TIMEOUT.
+TIMEOUT_FACTOR = 5
+MIN_CELL_TIMEOUT = 60
+UNMEASURED_CELL_TIMEOUT = 1800
+#: Seconds to wait for a cell's idle status after its reply; past them the run fails (a lost IOPub message).
+IOPUB_TIMEOUT = 10
 
+
+def cell_timeout(path) -> int:
+    """Seconds one cell of ``path`` may run: ``TIMEOUT_FACTOR`` x its recorded run, at least ``MIN_CELL_TIMEOUT``."""
+    seconds = lessons.read_record().get("notebooks", {}).get(Path(path).stem, {}).get("run_seconds")
+    return max(MIN_CELL_TIMEOUT, math.ceil(TIMEOUT_FACTOR * seconds)) if seconds else UNMEASURED_CELL_TIMEOUT
+
+
+class MessageTrace:
+    """The last messages a NotebookClient read (cell, channel, type) and IOPub counts per cell: a stall's evidence."""
+
+    def __init__(self, size: int = 12):
+        self.cell, self.last = -1, collections.deque(maxlen=size)
+        self.counts: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+
+    def attach(self, client) -> None:
+        """Record every message ``client`` reads from now on (its hooks set the current cell)."""
+        client.on_notebook_start = lambda notebook: [self._wrap(client.kc, c) for c in ("iopub", "shell")]
+        client.on_cell_execute = lambda cell, cell_index: setattr(self, "cell", cell_index)
+
+    def _wrap(self, kc, name: str) -> None:
+        """Wrap the channel's ``get_msg`` (an async client's) so each message is noted before nbclient sees it."""
+        channel = getattr(kc, f"{name}_channel")
+        get_msg = channel.get_msg
+
+        async def traced(*args, **kwargs):
+            msg = await get_msg(*args, **kwargs)
+            kind = msg["msg_type"]
+            if kind == "status":
+                kind += ":" + msg["content"].get("execution_state", "")
+            self.last.append(f"cell {self.cell} {name} {kind}")
+            if name == "iopub":
+                self.counts[self.cell][kind] += 1
+            return msg
+
+        channel.get_msg = traced
+
+
+def _first_line(nb, index: int) -> str:
+    """The first line of cell ``index`` (what names the cell in an error)."""
+    return nb.cells[index].source.strip().splitlines()[0][:80] if 0 <= index < len(nb.cells) else "?"
+
+
+def execute(path, *, timeout: int | None = None, solutions: bool = False, memory: dict | None = None,
+            trace: MessageTrace | None = None):
+    """Run ``path`` in a fresh kernel from its own folder, then shut the kernel down; return ``(notebook, seconds)``.
+
+    ``timeout``: seconds one cell may run (default :func:`cell_timeout`). A cell past it, a lost IOPub message
+    (no idle status ``IOPUB_TIMEOUT`` s after the reply) or a dead kernel raise a RuntimeError naming the cell
+    and the last messages read. The async kernel manager is what makes these timeouts work: with a blocking one,
+    nbclient's wait for IOPub blocks its event loop, so a lost message hung the run for ever and no timeout fired.
     ``solutions=True`` sets the notebook's ``SHOW_SOLUTIONS = True`` first (an instructor's copy). A ``memory``
-    dict receives ``peak_mb``, the kernel's peak resident memory (polled every 0.2 s).
+    dict receives ``peak_mb``, the kernel's peak resident memory (polled every 0.2 s); ``trace`` records messages.
     """
     import nbformat
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     path = Path(path)
     nb = nbformat.read(str(path), as_version=4)
     if solutions:
         lessons.set_flag(nb, "SHOW_SOLUTIONS", True)
+    trace = trace if trace is not None else MessageTrace()
     with _kernel_environment(), tempfile.TemporaryDirectory(prefix="uldviz-site-") as sockets:
         # IPC sockets in a private folder: no TCP port race with other kernels on the machine
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
-        client = NotebookClient(nb, km=km, timeout=timeout, store_widget_state=True,
+        km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        client = NotebookClient(nb, km=km, timeout=cell_timeout(path) if timeout is None else timeout,
+                                iopub_timeout=IOPUB_TIMEOUT, raise_on_iopub_timeout=True, store_widget_state=True,
                                 resources={"metadata": {"path": str(path.parent)}})
+        trace.attach(client)
         start = time.perf_counter()
         try:
             with _PeakMemory(km) as peak:
-                client.execute()
+                client.execute(cleanup_kc=True)  # we made km, so nbclient shuts the kernel down (it would not)
         except CellExecutionError as err:
             raise RuntimeError(f"{path.name} failed while running headless:\n{err}") from None
+        except (CellTimeoutError, DeadKernelError) as err:
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            reason = next((ln for ln in lines if ln.startswith("The message was")), lines[0])  # iopub or cell
+            raise RuntimeError(f"{path.name} stalled in cell {trace.cell} ({_first_line(nb, trace.cell)!r}): {reason}"
+                               f"\nlast messages read: {'; '.join(trace.last)}") from None
         seconds = time.perf_counter() - start
         if memory is not None:
             memory["peak_mb"] = peak.peak_mb
@@ -235,7 +301,7 @@ Colab or a laptop to move the sliders).</p>
 """
 
 
-def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int = 1800, record=None,
+def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int | None = None, record=None,
                solutions: bool = False, log=print) -> dict:
     """Execute and render every lesson into ``out``; return a summary (pages, seconds, bytes, mode).
 
@@ -293,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m uldviz.site", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="site", help="output folder (default: site/, git-ignored)")
     ap.add_argument("--only", nargs="*", default=None, help="notebook name prefixes to build, e.g. 01 02")
-    ap.add_argument("--timeout", type=int, default=1800, help="seconds one cell may run (default 1800)")
+    ap.add_argument("--timeout", type=int, default=None,
+                    help=f"seconds one cell may run (default: {TIMEOUT_FACTOR} x the notebook's recorded run, "
+                         f"at least {MIN_CELL_TIMEOUT})")
     ap.add_argument("--record", action="store_true",
                     help="store each measured run in data/lessons.json (default mode only); then run "
                          "`python -m uldviz.lessons --write` to update the stated times")
