@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -100,6 +101,56 @@ def test_make_site_runs_the_builder_into_site():
     assert done.returncode == 0, done.stderr
     assert "-m uldviz.site --out site" in done.stdout
     assert "site/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+# ------------------------------------------------------------------ the headless runner is loud and cleans up
+_DROP_NEXT_IDLE = """k = get_ipython().kernel
+publish = k._publish_status
+def drop_idle(status, channel, parent=None):
+    if status == "idle":  # this cell's idle status is lost, as if dropped on the way
+        k._publish_status = publish
+        return
+    publish(status, channel, parent)
+k._publish_status = drop_idle"""
+
+
+def _kernels_left() -> list:
+    """Kernel processes this test process started that are still running."""
+    psutil = pytest.importorskip("psutil")
+    kids = [c for c in psutil.Process().children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE]
+    return [c for c in kids if "ipykernel" in " ".join(c.cmdline())]
+
+
+def _run_cells(tmp_path, *sources, **kwargs):
+    path = tmp_path / "99_probe.ipynb"
+    path.write_text(json.dumps(new_notebook(cells=[new_code_cell(s) for s in sources])))
+    return site.execute(path, **kwargs)
+
+
+def test_runner_shuts_its_kernel_down(tmp_path):
+    nb, _ = _run_cells(tmp_path, "print('hi')")
+    assert nb.cells[0].outputs[0]["text"] == "hi\n"
+    assert _kernels_left() == []  # the runner made the kernel manager, so it must stop the kernel
+
+
+def test_runner_fails_loudly_when_a_cell_passes_its_timeout(tmp_path):
+    with pytest.raises(RuntimeError, match=r"stalled in cell 1 \('import time; time.sleep\(60\)'\)"):
+        _run_cells(tmp_path, "x = 1", "import time; time.sleep(60)", timeout=3)
+    assert _kernels_left() == []
+
+
+def test_runner_fails_loudly_on_a_lost_iopub_message(tmp_path, monkeypatch):
+    """A cell whose idle status never comes: an error naming it within IOPUB_TIMEOUT (it used to hang for ever)."""
+    monkeypatch.setattr(site, "IOPUB_TIMEOUT", 2)
+    with pytest.raises(RuntimeError, match=r"stalled in cell 0 .*Timeout waiting for IOPub output(.|\n)*execute_reply"):
+        _run_cells(tmp_path, _DROP_NEXT_IDLE, "y = 2", timeout=60)
+
+
+def test_cell_timeout_follows_the_recorded_run():
+    recorded = site.lessons.read_record()["notebooks"]["02_optimal_transport"]["run_seconds"]
+    expected = max(site.MIN_CELL_TIMEOUT, math.ceil(site.TIMEOUT_FACTOR * recorded))
+    assert site.cell_timeout("notebooks/02_optimal_transport.ipynb") == expected
+    assert site.cell_timeout("99_not_recorded.ipynb") == site.UNMEASURED_CELL_TIMEOUT
 
 
 # ------------------------------------------------------------------ a real build (fast mode)
