@@ -54,7 +54,9 @@ def run_once(path: Path, timeout: int | None, run_limit: int) -> dict:
     finally:
         signal.alarm(0)
     rec = {"notebook": path.name, "seconds": round(time.perf_counter() - start, 2), "ok": error is None,
-           "error": error, "counts": {cell: dict(c) for cell, c in trace.counts.items()}}
+           "error": error, "counts": {cell: dict(c) for cell, c in trace.counts.items()}, "cell_s": trace.seconds}
+    slow = max(trace.seconds.items(), key=lambda kv: kv[1], default=(None, 0))
+    rec["slowest_cell"] = slow
     if error:
         nb = nbformat.read(str(path), as_version=4)
         rec.update(cell=trace.cell, line=site._first_line(nb, trace.cell), last=list(trace.last))
@@ -105,7 +107,8 @@ def main(argv=None) -> int:
             with args.out.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
         if not args.quiet:
-            print(f"run {i}: {rec['seconds']:.1f} s load={rec['load']} ok={rec['ok']}" + ("" if rec["ok"] else
+            print(f"run {i}: {rec['seconds']:.1f} s load={rec['load']} ok={rec['ok']} slowest cell "
+                  f"{rec['slowest_cell']}" + ("" if rec["ok"] else
                   f"\n  {rec['error']}\n  cell {rec['cell']}: {rec['line']}\n  last: {rec['last'][-8:]}"), flush=True)
     if not args.quiet:
         print(f"{args.notebook.name}: {args.n} runs, {failed} failed, seconds min {min(times):.1f} "

@@ -108,16 +108,24 @@ def cell_timeout(path) -> int:
 
 
 class MessageTrace:
-    """The last messages a NotebookClient read (cell, channel, type) and IOPub counts per cell: a stall's evidence."""
+    """What a NotebookClient read: the last messages (seconds into the run, cell, channel, type, and how long after
+    the kernel sent it when that was over a second), IOPub counts and client-side seconds per cell. A stall's evidence.
+    """
 
     def __init__(self, size: int = 12):
-        self.cell, self.last = -1, collections.deque(maxlen=size)
+        self.cell, self.last, self.t0 = -1, collections.deque(maxlen=size), time.perf_counter()
         self.counts: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.seconds: dict[int, float] = {}
 
     def attach(self, client) -> None:
-        """Record every message ``client`` reads from now on (its hooks set the current cell)."""
+        """Record every message ``client`` reads from now on (its hooks set the current cell and time it)."""
         client.on_notebook_start = lambda notebook: [self._wrap(client.kc, c) for c in ("iopub", "shell")]
-        client.on_cell_execute = lambda cell, cell_index: setattr(self, "cell", cell_index)
+        client.on_cell_execute = lambda cell, cell_index: self._start(cell_index)
+        client.on_cell_executed = lambda cell, cell_index, execute_reply: self.seconds.update(
+            {cell_index: round(time.perf_counter() - self._cell_t0, 2)})
+
+    def _start(self, index: int) -> None:
+        self.cell, self._cell_t0 = index, time.perf_counter()
 
     def _wrap(self, kc, name: str) -> None:
         """Wrap the channel's ``get_msg`` (an async client's) so each message is noted before nbclient sees it."""
@@ -129,7 +137,10 @@ class MessageTrace:
             kind = msg["msg_type"]
             if kind == "status":
                 kind += ":" + msg["content"].get("execution_state", "")
-            self.last.append(f"cell {self.cell} {name} {kind}")
+            sent = msg["header"].get("date")
+            late = time.time() - sent.timestamp() if hasattr(sent, "timestamp") else 0.0
+            self.last.append(f"{time.perf_counter() - self.t0:.1f}s cell {self.cell} {name} {kind}"
+                             + (f" (sent {late:.1f}s earlier)" if late > 1 else ""))
             if name == "iopub":
                 self.counts[self.cell][kind] += 1
             return msg
