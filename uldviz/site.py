@@ -116,16 +116,22 @@ class MessageTrace:
         self.cell, self.last, self.t0 = -1, collections.deque(maxlen=size), time.perf_counter()
         self.counts: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
         self.seconds: dict[int, float] = {}
+        self.done_at: float | None = None
 
     def attach(self, client) -> None:
         """Record every message ``client`` reads from now on (its hooks set the current cell and time it)."""
         client.on_notebook_start = lambda notebook: [self._wrap(client.kc, c) for c in ("iopub", "shell")]
         client.on_cell_execute = lambda cell, cell_index: self._start(cell_index)
-        client.on_cell_executed = lambda cell, cell_index, execute_reply: self.seconds.update(
-            {cell_index: round(time.perf_counter() - self._cell_t0, 2)})
+        client.on_cell_executed = lambda cell, cell_index, execute_reply: self._done(cell_index)
 
     def _start(self, index: int) -> None:
+        """A cell starts: later messages are its messages."""
         self.cell, self._cell_t0 = index, time.perf_counter()
+
+    def _done(self, index: int) -> None:
+        """A cell is done: its client-side seconds, and the end of the run so far (before the kernel's shutdown)."""
+        self.done_at = time.perf_counter()
+        self.seconds[index] = round(self.done_at - self._cell_t0, 2)
 
     def _wrap(self, kc, name: str) -> None:
         """Wrap the channel's ``get_msg`` (an async client's) so each message is noted before nbclient sees it."""
@@ -192,7 +198,7 @@ def execute(path, *, timeout: int | None = None, solutions: bool = False, memory
             reason = next((ln for ln in lines if ln.startswith("The message was")), lines[0])  # iopub or cell
             raise RuntimeError(f"{path.name} stalled in cell {trace.cell} ({_first_line(nb, trace.cell)!r}): {reason}"
                                f"\nlast messages read: {'; '.join(trace.last)}") from None
-        seconds = time.perf_counter() - start
+        seconds = (trace.done_at or time.perf_counter()) - start  # start-up and cells, not the shutdown
         if memory is not None:
             memory["peak_mb"] = peak.peak_mb
     return nb, seconds
