@@ -225,3 +225,33 @@ def test_load_average_is_none_where_the_os_has_none(monkeypatch):
     assert len(load_average()) == 3
     monkeypatch.delattr(os, "getloadavg")
     assert load_average() is None
+
+
+def test_waits_on_the_kernel_are_sliced_so_a_missed_wake_up_costs_a_slice(monkeypatch):
+    """A message whose wake-up the long poll would miss is found by the next short poll (POLL_SLICE s)."""
+    import asyncio
+    from queue import Empty
+    from types import SimpleNamespace
+
+    asked = []
+
+    async def get_msg(timeout=None):
+        asked.append(timeout)
+        if len(asked) < 3:
+            raise Empty
+        return {"msg_type": "execute_reply"}
+
+    kc = SimpleNamespace(shell_channel=SimpleNamespace(get_msg=get_msg), iopub_channel=SimpleNamespace(get_msg=get_msg))
+    site._poll_in_slices(kc)
+    assert asyncio.run(kc.shell_channel.get_msg(timeout=600))["msg_type"] == "execute_reply"
+    assert len(asked) == 3 and all(t <= site.POLL_SLICE for t in asked)
+
+    async def never(timeout=None):
+        await asyncio.sleep(timeout)
+        raise Empty
+
+    kc = SimpleNamespace(shell_channel=SimpleNamespace(get_msg=never), iopub_channel=SimpleNamespace(get_msg=never))
+    monkeypatch.setattr(site, "POLL_SLICE", 0.01)
+    site._poll_in_slices(kc)
+    with pytest.raises(Empty):  # the overall timeout still ends the wait
+        asyncio.run(kc.shell_channel.get_msg(timeout=0.05))

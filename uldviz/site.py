@@ -99,6 +99,10 @@ MIN_CELL_TIMEOUT = 60
 UNMEASURED_CELL_TIMEOUT = 1800
 #: Seconds to wait for a cell's idle status after its reply; past them the run fails (a lost IOPub message).
 IOPUB_TIMEOUT = 10
+#: Longest single wait on a kernel socket. pyzmq's asyncio poll can miss the wake-up of a message that has
+#: arrived (measured: a cell's reply was read exactly at the cell timeout, 776 s, with no error); each slice
+#: ends with a real check of the socket, so such a message is read within POLL_SLICE seconds instead.
+POLL_SLICE = 1.0
 
 
 def cell_timeout(path) -> int:
@@ -154,6 +158,26 @@ class MessageTrace:
         channel.get_msg = traced
 
 
+def _poll_in_slices(kc) -> None:
+    """Make the client's shell and IOPub waits poll at most ``POLL_SLICE`` s at a time (why: see POLL_SLICE)."""
+    from queue import Empty
+
+    for name in ("shell", "iopub"):
+        channel = getattr(kc, f"{name}_channel")
+
+        async def sliced(timeout=None, _get_msg=channel.get_msg):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = POLL_SLICE if deadline is None else deadline - time.monotonic()
+                try:
+                    return await _get_msg(timeout=max(0.0, min(POLL_SLICE, left)))
+                except Empty:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+
+        channel.get_msg = sliced
+
+
 def _first_line(nb, index: int) -> str:
     """The first line of cell ``index`` (what names the cell in an error)."""
     return nb.cells[index].source.strip().splitlines()[0][:80] if 0 <= index < len(nb.cells) else "?"
@@ -187,6 +211,8 @@ def execute(path, *, timeout: int | None = None, solutions: bool = False, memory
                                 iopub_timeout=IOPUB_TIMEOUT, raise_on_iopub_timeout=True, store_widget_state=True,
                                 resources={"metadata": {"path": str(path.parent)}})
         trace.attach(client)
+        traced_start = client.on_notebook_start  # slice the polls first, then trace what they return
+        client.on_notebook_start = lambda notebook: (_poll_in_slices(client.kc), traced_start(notebook=notebook))
         start = time.perf_counter()
         try:
             with _PeakMemory(km) as peak:
