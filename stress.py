@@ -54,7 +54,8 @@ def run_once(path: Path, timeout: int | None, run_limit: int) -> dict:
     finally:
         signal.alarm(0)
     rec = {"notebook": path.name, "seconds": round(time.perf_counter() - start, 2), "ok": error is None,
-           "error": error, "counts": {cell: dict(c) for cell, c in trace.counts.items()}, "cell_s": trace.seconds}
+           "error": error, "counts": {cell: dict(c) for cell, c in trace.counts.items()}, "cell_s": trace.seconds,
+           "late_messages": trace.late}
     slow = max(trace.seconds.items(), key=lambda kv: kv[1], default=(None, 0))
     rec["slowest_cell"] = slow
     if error:

@@ -121,6 +121,7 @@ class MessageTrace:
         self.counts: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
         self.seconds: dict[int, float] = {}
         self.done_at: float | None = None
+        self.late = 0  # messages read more than a second after the kernel sent them
 
     def attach(self, client) -> None:
         """Record every message ``client`` reads from now on (its hooks set the current cell and time it)."""
@@ -151,6 +152,7 @@ class MessageTrace:
             late = time.time() - sent.timestamp() if hasattr(sent, "timestamp") else 0.0
             self.last.append(f"{time.perf_counter() - self.t0:.1f}s cell {self.cell} {name} {kind}"
                              + (f" (sent {late:.1f}s earlier)" if late > 1 else ""))
+            self.late += late > 1
             if name == "iopub":
                 self.counts[self.cell][kind] += 1
             return msg
