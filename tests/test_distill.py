@@ -80,7 +80,7 @@ def test_parse_run_sets_the_tuned_value_of_each_run():
         parse_run("uld-offset@big")
     with pytest.raises(ValueError, match="nothing to set"):
         parse_run("ce@0.1")
-    assert run_label("ce-ls@0.1").endswith("(ε = 0.1)") and run_label("uld-offset@3").endswith("(λ = 3)")
+    assert run_label("ce-ls@0.1").endswith("(α = 0.1)") and run_label("uld-offset@3").endswith("(λ = 3)")
 
 
 def test_fast_config_is_smaller():

@@ -150,7 +150,7 @@ def test_memory_and_time_arithmetic_follows_its_formulas():
     assert eight["seconds"] == pytest.approx(e["seconds"] / 8) and eight["student_states_bytes"] == 16e8
     sharded = A.estimate(A.RunShape(**{**base.__dict__, "gpus": 8, "fsdp": True}))
     assert sharded["student_states_bytes"] == 2e8
-    assert e["cache_bytes"] == 1e6 * cache_row_bytes(64, "float16") == 1e6 * (64 * 6 + 8)
+    assert e["cache_bytes"] == 1e6 * cache_row_bytes(64) == 1e6 * (64 * 3 + 8)  # q8 codes, 16-bit ids
     with pytest.raises(ValueError, match="teacher_dtype"):
         A.estimate(A.RunShape(teacher_dtype="fp8"))
 
@@ -163,7 +163,7 @@ def test_docs_hold_the_numbers_the_code_computes():
     for k in (64, 1000):  # measured bytes per position within 1 % of the row formula (headers are small)
         row = next(line for line in cache.splitlines() if line.startswith(f"| {k:,} |"))
         measured = float(row.split("|")[5].split("(")[0].replace(",", ""))
-        assert measured == pytest.approx(cache_row_bytes(k, "float16"), rel=0.01)
+        assert measured == pytest.approx(cache_row_bytes(k), rel=0.01)  # the default q8 format
 
 
 def test_topk_errors_come_from_the_benchmark_file():

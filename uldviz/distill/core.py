@@ -4,9 +4,9 @@ A small student learns from a teacher whose tokenizer it does not share. Every k
 :class:`DistillConfig`. Each step cuts the SAME text windows with both tokenizers
 (:func:`uldviz.train.batch.encode_batch`, so positions can be paired) and minimises
 
-.. math:: \mathcal L = w_{CE}\,\mathrm{CE}_\varepsilon(\text{student}) + \lambda\, D(\text{student}, \text{teacher}),
+.. math:: \mathcal L = w_{CE}\,\mathrm{CE}_\alpha(\text{student}) + \lambda\, D(\text{student}, \text{teacher}),
 
-where :math:`\mathrm{CE}_\varepsilon` is cross-entropy with label smoothing ε (0 by default) and D the term
+where :math:`\mathrm{CE}_\alpha` is cross-entropy with label smoothing α (0 by default) and D the term
 named by ``cfg.loss`` in the objective layer every loop shares (:mod:`uldviz.train.objectives`: ULD, KL,
 hybrid, chunk likelihood, and the shuffled-teacher control of each).
 

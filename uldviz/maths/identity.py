@@ -205,18 +205,18 @@ def generalized_kl(*, student_logprobs: torch.Tensor, teacher_logprobs: torch.Te
     Terms with :math:`p_i = 0` contribute :math:`q_i` (no 0 · log 0 NaN). Where the student gives probability
     exactly 0 (a masked logit, :math:`-\infty`) to a string the teacher gives mass, the exact value is
     :math:`+\infty`; it reads :math:`q_i = 10^{-8}` there instead (TRL's floor), finite values are exact.
-    Keyword-only, (student, teacher): the two would be easy to swap.
+    Keyword-only, (student, teacher): the two would be easy to swap. The teacher is the target: no gradient reaches it.
     """
     log_p, log_q = teacher_logprobs, student_logprobs
-    p, q = log_p.exp(), log_q.exp()
-    return (_xlogr(p, log_p, _zero_prob_floor(log_q)) - p + q).sum(-1)
+    with torch.no_grad():  # the teacher's part: sum p log p - p (x log x = 0 at x = 0)
+        p = log_p.exp()
+        teacher_part = (torch.special.xlogy(p, p) - p).sum(-1)
+    return teacher_part + (log_q.exp() - p * _zero_prob_floor(log_q)).sum(-1)
 
 
-def _xlogr(x: torch.Tensor, log_x: torch.Tensor, log_y: torch.Tensor) -> torch.Tensor:
-    r""":math:`x (\log x - \log y)` with 0 where x = 0, and no NaN in either pass (the masked branch sees 0s)."""
-    live = x > 0
-    zero = torch.zeros_like(x)
-    return torch.where(live, x * (torch.where(live, log_x, zero) - torch.where(live, log_y, zero)), zero)
+def _finite_or_zero(log_x: torch.Tensor) -> torch.Tensor:
+    """``log_x`` with its -inf entries (probability 0) read as 0: multiplied by that probability they give 0, not NaN."""
+    return torch.where(torch.isneginf(log_x), torch.zeros_like(log_x), log_x)
 
 
 def generalized_jsd(*, student_logprobs: torch.Tensor, teacher_logprobs: torch.Tensor, beta: float = GOLD_BETA,
@@ -236,12 +236,11 @@ def generalized_jsd(*, student_logprobs: torch.Tensor, teacher_logprobs: torch.T
     log_p, log_q = teacher_logprobs, student_logprobs
     if floor is not None:
         log_p, log_q = (x.clamp_min(math.log(floor)) for x in (log_p, log_q))
-    both_zero = torch.isneginf(log_p) & torch.isneginf(log_q)
-    zero = torch.zeros_like(log_p)
-    log_m = torch.logaddexp(torch.where(both_zero, zero, log_p) + math.log(beta),
-                            torch.where(both_zero, zero, log_q) + math.log1p(-beta))
     p, q = log_p.exp(), log_q.exp()
-    return (beta * _xlogr(p, log_p, log_m) + (1 - beta) * _xlogr(q, log_q, log_m)).sum(-1)
+    # log m with m = beta p + (1 - beta) q, in few passes (the cost is in these (groups, |S|) tensors); where both
+    # are 0, m is read as the smallest normal number: its terms are 0 times a finite log, value and gradient 0
+    log_m = torch.log((beta * p + (1 - beta) * q).clamp_min(torch.finfo(p.dtype).tiny))
+    return (beta * (p * (_finite_or_zero(log_p) - log_m)) + (1 - beta) * (q * (_finite_or_zero(log_q) - log_m))).sum(-1)
 
 
 class HybridTerms(NamedTuple):

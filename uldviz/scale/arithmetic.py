@@ -47,7 +47,7 @@ class RunShape:
     peak_flops: float = 989e12  # bf16 dense peak of one GPU (H100 SXM); an A100 is 312e12
     mfu: float = 0.35  # fraction of the peak a training run reaches (assumption)
     cache_k: int = 64
-    cache_dtype: str = "float16"
+    cache_dtype: str = "q8"
 
 
 def estimate(shape: RunShape) -> dict:

@@ -96,7 +96,7 @@ class KitGOLDConfig(GOLDConfig):
         "kl (one tokenizer), ce (no D)"))
     lam: float = field(default=PAPER_LAMBDA, metadata=_help("weight λ of D (the ULD paper's 1.5 by default)"))
     ce_weight: float = field(default=1.0, metadata=_help("weight of the student's cross-entropy on the completion"))
-    label_smoothing: float = field(default=0.0, metadata=_help("label smoothing ε of the CE term"))
+    label_smoothing: float = field(default=0.0, metadata=_help("label smoothing α of the CE term"))
     align: str = field(default="offset", metadata=_help(
         "uld/kl position pairing: 'offset' (character offsets) or 'positional' (the paper's)"))
     shuffle_teacher: bool = field(default=False, metadata=_help(

@@ -44,13 +44,13 @@ def _finite(value, name: str, *, positive: bool = False, low: float | None = Non
 
 @dataclass
 class LossConfig:
-    """What a training step minimises: ``ce_weight`` · CE (label smoothing ε) + ``lam`` · D(student, teacher)."""
+    """What a training step minimises: ``ce_weight`` · CE (label smoothing α) + ``lam`` · D(student, teacher)."""
 
     loss: str = "ce"  # distillation term D (uldviz.train.objectives): ce (none), uld, kl, hybrid, chunk, ...
     align: str = "offset"  # ULD/KL pairing: "offset" (character offsets) or "positional" (the paper's)
     lam: float = 1.0  # weight λ of D
     ce_weight: float = 1.0  # weight of the student's own cross-entropy
-    label_smoothing: float = 0.0  # ε of the CE term: the teacherless regulariser
+    label_smoothing: float = 0.0  # α of the CE term: the teacherless regulariser
     shuffle_teacher: bool = False  # control: teacher targets permuted among the batch's pairs (no context link)
     student_temperature: float = 1.0
     teacher_temperature: float = 1.0
