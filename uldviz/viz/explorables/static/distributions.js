@@ -38,7 +38,8 @@ function render({ model, el }) {
           text: "pad 0" }));
         continue;
       }
-      const track = svg("rect", { x, y: row.top, width: w, height: H, class: "uldviz-x-track" });
+      const track = svg("rect", { x, y: row.top, width: w, height: H, class: "uldviz-x-track", "data-side": side,
+        "data-token": row.tokens[i] });
       plot.append(track);
       const bar = svg("rect", { x, width: w, fill: row.colour, class: "uldviz-x-fill" });
       const value = svg("text", { x: cx(i), class: "uldviz-x-value" });

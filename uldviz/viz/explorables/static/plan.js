@@ -80,7 +80,7 @@ function render({ model, el }) {
         class: "uldviz-x-plancell", fill: `rgba(90, 90, 90, ${(0.04 + 0.45 * C[i][j] / worst).toFixed(3)})` });
       const costText = svg("text", { x: gx + cell * j + 3, y: gy + cell * i + 11, class: "uldviz-x-small",
         text: fmt(C[i][j], 2) });
-      const m = svg("circle", { cx: gx + cell * (j + 0.5), cy: gy + cell * (i + 0.55), class: "uldviz-x-mass" });
+      const m = svg("circle", { cx: gx + cell * (j + 0.55), cy: gy + cell * (i + 0.58), class: "uldviz-x-mass" });
       const lab = svg("text", { x: gx + cell * (j + 1) - 3, y: gy + cell * (i + 1) - 4, class: "uldviz-x-small",
         "text-anchor": "end" });
       const hit = svg("rect", { x: gx + cell * j, y: gy + cell * i, width: cell, height: cell, class: "uldviz-x-hit",
@@ -139,6 +139,7 @@ function render({ model, el }) {
   h("div", { class: "uldviz-x-controls" }, h("span", { class: "uldviz-x-hint", text: "move:" }), ...amountButtons,
     snap, reset), last, status);
   el.append(root);
+  root.dataset.problem = JSON.stringify({ teacher: x, student: y, cost: C });
   let fraction = 1;
   const setFraction = (f) => {
     fraction = f;
@@ -154,7 +155,7 @@ function render({ model, el }) {
     for (let i = 0; i < N; i++) {
       for (let j = 0; j < N; j++) {
         const t = T[i][j] * N;  // in units of 1/N
-        attrs(masses[i][j], { r: t > 1e-12 ? cell * 0.4 * Math.sqrt(Math.min(t, 1)) : 0 });
+        attrs(masses[i][j], { r: t > 1e-12 ? cell * 0.33 * Math.sqrt(Math.min(t, 1)) : 0 });
         labels[i][j].textContent = t > 1e-12 ? fmt(t, 2) : "";
         attrs(arrows[i][j], { "stroke-width": t > 1e-12 ? 1 + 7 * t : 0, visibility: t > 1e-12 ? "visible" : "hidden",
           class: `uldviz-x-arrow${crossing.has(`${i},${j}`) ? " uldviz-x-crossing" : ""}` });
