@@ -137,3 +137,20 @@ def show_text(page, text: str, *, kernel: bool) -> dict:
     assert root.locator(".uldviz-x-chip.uldviz-x-teacher").count() >= state["teacher_tokens"]
     _wait_for_status(root, "uldviz-x-agree", "tokenized by the kernel", KERNEL_WAIT)
     return {"root": root, "state": state}
+
+
+def snap_plan(page, *, kernel: bool) -> float:
+    """Press "snap to POT's optimum" in the page's first plan explorable; the plan's cost must become the optimum.
+
+    With a kernel, POT solves now (``ot.emd``) and the kernel must agree; without, the plan stored when the page
+    was built is used and the page says so. Returns the optimum shown.
+    """
+    root = page.locator(".uldviz-x-plan").first
+    root.locator(".uldviz-x-snap").click()
+    if kernel:
+        _wait_for_status(root, "uldviz-x-agree", "computed now by ot.emd; optimal", KERNEL_WAIT)
+    else:
+        assert "when the page was built" in root.locator(".uldviz-x-last").inner_text()
+    best = float(root.locator(".uldviz-x-optimum").get_attribute("data-value"))
+    assert root.locator(".uldviz-x-cost").inner_text() == format_value(best)
+    return best

@@ -350,7 +350,8 @@ def _check_explorables(page, name: str) -> None:
         print(f"bars: ULD {seen['before']} -> {seen['uld']:.6g}; {seen['status']}")
     elif kind == "plan":
         seen = dragging.drag_plan_cell(page, (0, 0), (1, 1), kernel=True)
-        print(f"plan: cost -> {seen['cost']:.6g}")
+        best = dragging.snap_plan(page, kernel=True)
+        print(f"plan: cost -> {seen['cost']:.6g}, snapped to POT's optimum {best:.6g}")
     else:
         seen = dragging.show_text(page, "déjà vu, twice", kernel=True)
         print(f"text: {seen['state']}")

@@ -141,6 +141,9 @@ function render({ model, el }) {
   }
 
   const judge = referee(model, status, (reply) => {
+    // the model's state now (Backbone sets every attribute of a message before any change event fires)
+    const t = model.get("teacher"), s = model.get("student");
+    current = { uld: uld(t, s), kl: rawKL(tTok, t, sTok, s) };
     const ku = num(reply.uld), kk = num(reply.kl);
     const ok = agree(ku, current.uld) && agree(kk, current.kl);
     return { ok, text: `${ok ? "kernel agrees" : "KERNEL DISAGREES"}: Python's uld_loss = ${fmt(ku)}, ` +

@@ -172,6 +172,7 @@ function render({ model, el }) {
     root.dataset.state = JSON.stringify({ plan: T, cost: current, crossings: count });
   }
   const judge = referee(model, status, (reply) => {
+    current = planCost(model.get("plan"), C);  // the plan now, even if the kernel's new plan arrived with this reply
     const k = num(reply.cost);
     const ok = Boolean(reply.valid) && agree(k, current);
     return { ok, text: `${ok ? "kernel agrees" : "KERNEL DISAGREES"}: Python computes N·⟨T, C⟩ = ${fmt(k)} ` +
