@@ -10,8 +10,9 @@ PY := $(VENV)/bin/python
 IPYW7_DIR := $(VENV)/ipywidgets7
 IPYW7_PKGS := ipywidgets==7.7.1 ipython_genutils==0.2.0
 PYTEST_ARGS ?= -ra
-# ipywidgets 7.7 creates its comms through ipykernel's deprecated Comm class: one warning per widget, not a problem.
-IPYW7_QUIET := -W "ignore::DeprecationWarning:ipywidgets.widgets.widget"
+# ipywidgets 7.7 creates its comms through ipykernel's deprecated Comm class, and its add_traits (which anywidget
+# calls) reads trait metadata the way traitlets 4.1 deprecated: warnings per widget, not a problem.
+IPYW7_QUIET := -W "ignore::DeprecationWarning:ipywidgets.widgets.widget" -W "ignore:Deprecated in traitlets 4.1:DeprecationWarning"
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test install test-ipywidgets7 test-main clean

@@ -12,11 +12,12 @@ import pytest
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # never fetch a browser
 matplotlib.use("Agg")  # figures made inside the test process are drawn off-screen
 
-#: A test module that imports ipywidgets or uldviz.viz.widgets at its top is a widget test: `make test` reruns it
-#: under ipywidgets 7.7. Other tests can opt in with @pytest.mark.widgets.
+#: A test module that imports ipywidgets, anywidget, uldviz.viz.widgets or uldviz.viz.explorables at its top is a
+#: widget test: `make test` reruns it under ipywidgets 7.7. Other tests can opt in with @pytest.mark.widgets.
 _USES_WIDGETS = re.compile(
-    r"^(import ipywidgets|from ipywidgets\b|import uldviz\.viz\.widgets|from uldviz\.viz\.widgets\b"
-    r"|from uldviz\.viz import .*widgets)",
+    r"^(import ipywidgets|from ipywidgets\b|import anywidget|from anywidget\b"
+    r"|import uldviz\.viz\.(widgets|explorables)|from uldviz\.viz\.(widgets|explorables)\b"
+    r"|from uldviz\.viz import .*(widgets|explorables))",
     re.M,
 )
 

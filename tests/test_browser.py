@@ -1,7 +1,9 @@
 """Real-browser test: JupyterLab + headless Chromium (Playwright) runs every notebook and moves notebook 01's slider.
 
 It proves what the Python-side widget tests cannot: the widgets render in a real front end, Run All Cells
-leaves no error on the page, and dragging a slider redraws the readout and the plot. Debian's
+leaves no error on the page, dragging a slider redraws the readout and the plot, and the explorables
+(anywidget) follow the mouse: a dragged bar (01) and a dragged plan cell (02) show the kit's numbers for the
+state they hold and the kernel agrees; a typed text (04) comes back tokenized by the kernel. Debian's
 ``/usr/bin/chromium`` is used (Playwright never downloads a browser); without it the test is skipped.
 Screenshots of the key outputs land in ``artifacts/screenshots/`` (git-ignored) for a person to look at.
 """
@@ -271,6 +273,7 @@ def test_notebook_runs_in_browser_without_errors(page, lab, name):
         assert shots, f"{name}: no widget or image output was found to screenshot"
         if name.startswith("01_"):
             _check_kl_slider(page)
+        _check_explorables(page, name)
         print(f"{name}: ran {len(prompts)} code cells in {elapsed:.1f} s in the browser; {len(shots)} screenshots")
     except BaseException:  # keep the evidence: the whole window and the server's log
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -329,3 +332,28 @@ def _check_kl_slider(page) -> None:
     assert png_after != png_before, "the plot image did not change after moving the slider"
     assert not _errors(page), "moving the slider produced an error:\n" + "\n".join(_errors(page))
     print(f"slider moved: readout {text_before!r} -> {text_after!r}; plot image changed")
+
+
+#: The explorable each notebook holds: what to do with the mouse or keyboard, and its screenshot's name.
+EXPLORABLES = {"01_": "bars", "02_": "plan", "04_": "text"}
+
+
+def _check_explorables(page, name: str) -> None:
+    """Drag (or type into) the notebook's explorable; its readout is the kit's value and the kernel agrees."""
+    import dragging
+
+    kind = next((k for prefix, k in EXPLORABLES.items() if name.startswith(prefix)), None)
+    if kind is None:
+        return
+    if kind == "bars":
+        seen = dragging.drag_bar(page, token="dog", to=0.1, kernel=True)
+        print(f"bars: ULD {seen['before']} -> {seen['uld']:.6g}; {seen['status']}")
+    elif kind == "plan":
+        seen = dragging.drag_plan_cell(page, (0, 0), (1, 1), kernel=True)
+        best = dragging.snap_plan(page, kernel=True)
+        print(f"plan: cost -> {seen['cost']:.6g}, snapped to POT's optimum {best:.6g}")
+    else:
+        seen = dragging.show_text(page, "déjà vu, twice", kernel=True)
+        print(f"text: {seen['state']}")
+    seen["root"].screenshot(path=str(SHOTS / f"{Path(name).stem}_explorable_{kind}.png"))
+    assert not _errors(page), f"the {kind} explorable produced an error:\n" + "\n".join(_errors(page))

@@ -81,6 +81,19 @@ def test_text_the_code_writes_is_read_too():
     assert stats.generated_words == 5 and stats.code_lines == 5 and stats.code_cells == 4  # the variable: no word
 
 
+def test_explorables_count_as_widgets_and_their_predictions_as_exercises():
+    """An explorable (an anywidget AnyModel) is something to try; "Predict, then drag (kind)" is an exercise."""
+    executed = _toy_notebook(executed=True)
+    executed.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {
+        "abc": {"model_name": "AnyModel", "state": {"_esm": "export default {}"}}}}}
+    assert L.notebook_stats(executed).widgets == 1
+    executed.cells.append(new_markdown_cell("**Predict, then drag (explore).** Predict, then drag the bar."))
+    assert L.notebook_stats(executed).exercises == {"implement": 1, "interpret": 1, "explore": 1}
+    executed.cells.append(new_markdown_cell("**Predict, then drag (guess).** ?"))
+    with pytest.raises(ValueError, match="predict, then drag"):
+        L.notebook_stats(executed)
+
+
 def test_unlabelled_exercises_are_counted_from_checker_calls_and_unknown_kinds_refused():
     nb = _toy_notebook()
     nb.cells = [c for c in nb.cells if "Exercise" not in c.source]

@@ -73,6 +73,38 @@ def test_rendered_page_embeds_plots_widget_state_and_the_snapshot_rule():
     assert ".uldviz-widget-snapshot" in page.split("</head>")[0]
 
 
+def _executed_notebook_with_explorables():
+    """Two views of anywidget models sharing one ES module (as nbclient stores them), and an ordinary widget."""
+    nb = _executed_notebook_with_a_widget()
+    view = lambda mid: new_output("display_data", data={  # noqa: E731
+        "application/vnd.jupyter.widget-view+json": {"model_id": mid, "version_major": 2, "version_minor": 1},
+        "text/plain": "<Explorable>"})
+    nb.cells.append(new_code_cell("bars"))
+    nb.cells[-1].outputs = [view("x1"), view("x2")]
+    esm = "export default { render({ model, el }) { el.textContent = model.get('label'); } };"
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    for mid, label in (("x1", "one </script><b>"), ("x2", "two")):
+        state[mid] = {"model_name": "AnyModel", "model_module": "anywidget",
+                      "state": {"_esm": esm, "_css": ".x { color: red }", "label": label, "static_page": False}}
+    return nb, esm
+
+
+def test_explorables_are_mounted_from_their_saved_state_with_the_module_embedded_once():
+    nb, esm = _executed_notebook_with_explorables()
+    assert site.mount_explorables(nb) == 2 and site.add_widget_snapshots(nb) == 1  # the VBox keeps its snapshot
+    holders = [o.data["text/html"] for o in nb.cells[-1].outputs]
+    assert all('class="uldviz-explorable"' in h and "uldviz-explorable-state" in h for h in holders)
+    b64 = base64.b64encode(esm.encode()).decode()
+    assert b64 in holders[0] and b64 not in holders[1]  # one copy of the module per page
+    assert "one <\\/script><b>" in holders[0] and "</script><b>" not in holders[0].split("uldviz-explorable-state")[1]
+    saved = json.loads(holders[1].split('class="uldviz-explorable-state">')[1].split("</script>")[0])
+    assert saved == {"label": "two", "static_page": False}  # the shim sets static_page; _esm/_css travel once
+    page = site.render_html(nb, "09 — explorables")
+    assert page.count("function shimModel") == 1  # the shim, once per page
+    plain = _executed_notebook_with_a_widget()
+    assert site.mount_explorables(plain) == 0 and "shimModel" not in site.render_html(plain, "x")
+
+
 def test_index_links_every_lesson_and_escapes_titles():
     entries = [{"notebook": "01_a.ipynb", "page": "01_a.html", "title": "A <b>", "stated_time": "about 5 minutes",
                 "seconds": 3.0}]
@@ -216,6 +248,67 @@ def test_site_pages_load_in_a_real_browser(fast_site):
             assert snapshots.first.is_visible()  # shown: the live widget library could not load offline
             page.go_back()
             assert page.locator("a.lesson").count() == len(summary["pages"])
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_explorables_are_live_in_the_built_pages_without_a_kernel(fast_site):
+    """Offline, no kernel: lesson 01's bar, dragged with the mouse, shows the kit's ULD and KL for the state the widget
+    holds; lesson 02's plan follows a dragged cell and snaps to POT's stored optimum; lesson 04 switches between the
+    examples and says that new text needs a kernel. Screenshots of each land in artifacts/screenshots/."""
+    import dragging
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+
+    from uldviz.maths.patches import format_value
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not installed at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed")
+    out, summary = fast_site
+    counts = {e["notebook"].split("_")[0]: e["explorables"] for e in summary["pages"]}  # "02" and "02b" apart
+    assert counts["01"] == counts["02"] == counts["04"] == 1 and counts["03"] == 0, counts
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+            local = ("file:", "data:", "blob:")  # the explorables' module is imported from a blob: URL of the page
+            ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local) else route.abort())
+            page = ctx.new_page()
+            errors = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+
+            def open_lesson(stem):
+                page.goto((out / f"{stem}.html").as_uri())
+                page.wait_for_selector(".uldviz-explorable[data-mounted='true']", timeout=15_000)
+                assert page.locator(".uldviz-explorable[data-mounted='error']").count() == 0
+
+            open_lesson("01_kl_breaks")
+            seen = dragging.drag_bar(page, token="dog", to=1.0, kernel=False)
+            assert seen["state"]["teacher"][0] == 1.0 and seen["root"].locator(".uldviz-x-kl").inner_text() == "NaN"
+            seen["root"].screenshot(path=str(SHOTS / "site_explorable_01_bars.png"))
+            dragging.drag_bar(page, side="student", token="sun", to=0.05, kernel=False)
+
+            open_lesson("02_optimal_transport")
+            root = dragging.drag_plan_cell(page, (0, 0), (1, 1), kernel=False)["root"]
+            assert root.locator(".uldviz-x-optimum").inner_text() == "?"  # hidden until reached: predict it first
+            best = dragging.snap_plan(page, kernel=False)
+            assert root.locator(".uldviz-x-optimum").inner_text() == format_value(best)
+            root.screenshot(path=str(SHOTS / "site_explorable_02_plan.png"))
+
+            open_lesson("04_beyond_uld")
+            root = page.locator(".uldviz-x-text").first
+            root.locator(".uldviz-x-toggle").click()
+            examples = root.locator(".uldviz-x-example")
+            examples.nth(1).click()
+            assert json.loads(root.get_attribute("data-state"))["text"] == examples.nth(1).get_attribute("data-text")
+            root.locator(".uldviz-x-chip.uldviz-x-teacher").nth(3).hover()
+            assert root.locator(".uldviz-x-band.uldviz-x-hot").count() == 1
+            root.screenshot(path=str(SHOTS / "site_explorable_04_text.png"))
+            dragging.show_text(page, "text no kernel has seen", kernel=False)
+            assert not errors, errors
         finally:
             browser.close()
 

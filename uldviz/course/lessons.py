@@ -116,9 +116,11 @@ SOLUTION_TAG = "solution"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 STATE_MIME = "application/vnd.jupyter.widget-state+json"
 #: Widget models a learner can act on; a view without any (a progress bar, a label) is not an interactive widget.
+#: ``AnyModel``: an explorable (uldviz.viz.explorables), which the learner drags or types into.
 _CONTROL = re.compile(r"(Slider|Text|Textarea|Button|Dropdown|Checkbox|Select|SelectMultiple|RadioButtons|Combobox"
-                      r"|ToggleButtons|Play|ColorPicker|DatePicker)Model$")
-_EXERCISE = re.compile(r"\*\*Exercise\s+(\d+)\s+\(([a-z ]+)\)\.?\*\*")
+                      r"|ToggleButtons|Play|ColorPicker|DatePicker|Any)Model$")
+#: "**Exercise 3 (by hand).**", or an explorable's "**Predict, then drag (explore).**" (no number).
+_EXERCISE = re.compile(r"\*\*(?:Exercise\s+(\d+)|Predict, then drag)\s+\(([a-z ]+)\)\.?\*\*")
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]+\$", re.S)
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _GENERATED = re.compile(re.escape(TIME_START) + ".*?" + re.escape(TIME_END), re.S)
@@ -254,7 +256,8 @@ def notebook_stats(nb_or_path, name: str | None = None, run_seconds: float | Non
     for number_kind in _EXERCISE.findall("\n".join(markdown)):
         kind = number_kind[1].strip()
         if kind not in EXERCISE_MINUTES:
-            raise ValueError(f"{name}: exercise {number_kind[0]} has kind {kind!r}; known kinds: "
+            which = number_kind[0] or "(predict, then drag)"
+            raise ValueError(f"{name}: exercise {which} has kind {kind!r}; known kinds: "
                              f"{', '.join(EXERCISE_MINUTES)}")
         kinds[kind] = kinds.get(kind, 0) + 1
     if not kinds:

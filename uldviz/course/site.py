@@ -4,17 +4,21 @@
 ``notebooks/NN_*.ipynb`` lesson and each ``notebooks/NNx_*.ipynb`` optional page (e.g. ``02b``) top to bottom
 in a fresh kernel (default mode; the small fast mode only when ``ULDVIZ_FAST=1`` is set, as in the tests), keeps
 the widgets' last state (nbclient's ``store_widget_state``), renders each executed notebook with nbconvert's HTML
-exporter, adds a static snapshot of every widget's plots and readout (shown only when the page cannot load the
-widget library from its CDN), and writes ``index.html``. Plots are PNG images inside the pages,
-so they show everywhere. ``--record`` stores each notebook's measured run in ``data/lessons.json``
+exporter, keeps the explorables (:mod:`uldviz.viz.explorables`, anywidget) live with no kernel and offline (their
+ES module is embedded in the page and mounted with the saved state through a small model shim,
+``explorable_shim.js``), adds a static snapshot of every other widget's plots and readout (shown only when the
+page cannot load the widget library from its CDN), and writes ``index.html``. Plots are PNG images inside the
+pages, so they show everywhere. ``--record`` stores each notebook's measured run in ``data/lessons.json``
 (see :mod:`uldviz.course.lessons`). Nothing here is imported by the notebooks.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import contextlib
+import hashlib
 import html
 import json
 import math
@@ -29,8 +33,8 @@ from pathlib import Path
 from uldviz.course import lessons
 from uldviz.env import FAST_ENV, fast_mode, load_average
 
-__all__ = ["LESSON_GLOB", "cell_timeout", "MessageTrace", "execute", "add_widget_snapshots", "render_html",
-           "index_html", "build_site", "main"]
+__all__ = ["LESSON_GLOB", "cell_timeout", "MessageTrace", "execute", "mount_explorables", "add_widget_snapshots",
+           "render_html", "index_html", "build_site", "main"]
 
 #: The notebooks a site is made of: ``notebooks/NN_name.ipynb`` lessons and ``NNx_name.ipynb`` optional pages.
 LESSON_GLOB = lessons.LESSON_GLOB
@@ -40,7 +44,11 @@ _SNAPSHOT_CSS = """<style>
 .jp-OutputArea:has(.jupyter-widgets .p-Widget) .uldviz-widget-snapshot { display: none; }
 .uldviz-widget-snapshot { border-left: 3px solid #ccc; padding-left: 0.8em; }
 .uldviz-widget-snapshot .uldviz-note { color: #666; font-size: 90%; }
+.uldviz-explorable-view:empty::before { content: "Loading the explorable (it runs in your browser) …"; color: #666; }
 </style>"""
+#: The anywidget model an explorable's view points at (``_esm`` holds its ES module).
+ANYWIDGET_MODEL = "AnyModel"
+_SHIM = Path(__file__).with_name("explorable_shim.js")
 
 
 @contextlib.contextmanager
@@ -256,6 +264,54 @@ def _widget_parts(model_id: str, state: dict, seen: set) -> tuple[list[str], lis
     return images, lines
 
 
+def _blob(kind: str, text: str, written: set) -> tuple[str, str]:
+    """(id, HTML) of a text embedded once per page as base64 (``uldviz-<kind>-<id>``); '' when already written."""
+    key = hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    if (kind, key) in written:
+        return key, ""
+    written.add((kind, key))
+    b64 = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    return key, f'<script type="text/plain" id="uldviz-{kind}-{key}">{b64}</script>'
+
+
+def mount_explorables(nb) -> int:
+    """Replace every explorable's widget view by a holder that the page's shim mounts live, with no kernel.
+
+    An explorable is an anywidget model (``AnyModel`` with an ``_esm``) in the notebook's saved widget state.
+    The holder embeds its ES module and CSS (base64, once per page) and its saved state (JSON); the shim
+    (``explorable_shim.js``, added by :func:`render_html`) imports the module and calls its ``render``
+    with a model made from that state, flagged ``static_page`` (the widget then says that no kernel
+    referees it). Returns how many views were replaced.
+    """
+    import nbformat
+
+    state = lessons.widget_state(nb) or {}
+    written: set = set()
+    mounted = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.get("outputs", []):
+            view = out.get("data", {}).get(lessons.WIDGET_MIME)
+            model = state.get(view.get("model_id", "")) if view else None
+            saved = dict((model or {}).get("state", {}))
+            if not model or model.get("model_name") != ANYWIDGET_MODEL or not saved.get("_esm"):
+                outputs.append(out)
+                continue
+            esm, esm_html = _blob("esm", saved.pop("_esm"), written)
+            css, css_html = _blob("css", saved.pop("_css", ""), written)
+            data = json.dumps(saved, ensure_ascii=False).replace("</", "<\\/")
+            holder = (f'<div class="uldviz-explorable" data-model-id="{html.escape(view["model_id"], quote=True)}" '
+                      f'data-esm="{esm}" data-css="{css}">{esm_html}{css_html}'
+                      f'<script type="application/json" class="uldviz-explorable-state">{data}</script>'
+                      '<div class="uldviz-explorable-view"></div></div>')
+            outputs.append(nbformat.v4.new_output("display_data", data={"text/html": holder}))
+            mounted += 1
+        cell.outputs = outputs
+    return mounted
+
+
 def add_widget_snapshots(nb) -> int:
     """After every widget output, add a static HTML snapshot of its last state (plots, readouts, slider values).
 
@@ -281,7 +337,8 @@ def add_widget_snapshots(nb) -> int:
             body = "".join(f"<div>{line}</div>" for line in lines[:12])
             body += "".join(f'<img src="data:image/png;base64,{png.strip()}" alt="widget plot">' for png in images)
             snapshot = ('<div class="uldviz-widget-snapshot"><div class="uldviz-note">Snapshot of this widget when the '
-                        f"page was built (in Jupyter it is interactive):</div>{body}</div>")
+                        "page was built: moving it needs a kernel (run the notebook in Jupyter or Colab):</div>"
+                        f"{body}</div>")
             outputs.append(nbformat.v4.new_output("display_data", data={"text/html": snapshot}))
             added += 1
         cell.outputs = outputs
@@ -289,11 +346,18 @@ def add_widget_snapshots(nb) -> int:
 
 
 def render_html(nb, title: str = "uldviz lesson") -> str:
-    """One executed notebook as a standalone HTML page (nbconvert's ``lab`` template; PNGs embedded)."""
+    """One executed notebook as a standalone HTML page (nbconvert's ``lab`` template; PNGs embedded).
+
+    A page with explorables (:func:`mount_explorables`) also gets the shim that mounts them.
+    """
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb, resources={"metadata": {"name": title}})
-    return body.replace("</head>", _SNAPSHOT_CSS + "\n</head>", 1)
+    body = body.replace("</head>", _SNAPSHOT_CSS + "\n</head>", 1)
+    if 'class="uldviz-explorable"' in body:  # the explorables' model shim, once per page
+        shim = _SHIM.read_text(encoding="utf-8")
+        body = body.replace("</body>", f'<script type="module">\n{shim}</script>\n</body>', 1)
+    return body
 
 
 def _title(nb, fallback: str) -> str:
@@ -336,8 +400,9 @@ line-height: 1.45; }} li {{ margin-bottom: 1em; }} .meta {{ color: #555; font-si
 <body>
 <h1>uldviz: cross-tokenizer distillation and the ULD loss</h1>
 <p>The lessons of the kit, executed and rendered as static pages: read them without installing anything.
-Plots are images; widgets show their last state (interactive only in Jupyter: run the notebooks on Binder,
-Colab or a laptop to move the sliders).</p>
+Plots are images. The explorables (bars, plans and texts you drag or type into) run live in this page, in
+your browser; the other widgets show their last state (their sliders need a kernel: run the notebooks on
+Binder, Colab or a laptop to move them).</p>
 <ol>
 {chr(10).join(rows)}
 </ol>
@@ -382,15 +447,17 @@ def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int | None
                        "recorded_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
                        "kernel_peak_mb": None if memory.get("peak_mb") is None else round(memory["peak_mb"])}
             lessons.record_run(stats, None if record is True else record, machine=machine)
+        explorables = mount_explorables(nb)
         snapshots = add_widget_snapshots(nb)
         page = out / f"{path.stem}.html"
         title = _title(nb, path.stem)
         page.write_text(render_html(nb, title), encoding="utf-8")
         entries.append({"notebook": path.name, "page": page.name, "title": title,
                         "stated_time": _stated_time(nb), "seconds": seconds, "peak_mb": memory.get("peak_mb"),
-                        "snapshots": snapshots,
+                        "snapshots": snapshots, "explorables": explorables,
                         "bytes": page.stat().st_size})
-        log(f"  {page.name}: ran in {seconds:.1f} s, {page.stat().st_size / 1e6:.1f} MB, {snapshots} widget snapshots")
+        log(f"  {page.name}: ran in {seconds:.1f} s, {page.stat().st_size / 1e6:.1f} MB, {snapshots} widget snapshots, "
+            f"{explorables} live explorables")
     built = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (out / "index.html").write_text(index_html(entries, mode=mode, built=built, repo_url=REPO_URL), encoding="utf-8")
     summary = {"mode": mode, "built": built, "seconds": round(time.perf_counter() - start, 1), "pages": entries,
