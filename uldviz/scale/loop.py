@@ -7,7 +7,8 @@ when ``accelerate config`` says so); then per optimizer step take this process's
 counts (so N processes compute the loss of one big batch), backward with gradient synchronisation on the last
 micro-batch only, clip, step. Held-out bits per byte every ``eval_every`` steps; checkpoints (model, optimizer, RNG
 of every process, the step, which fixes the data position) written to a temporary folder and renamed when
-complete. Launch with ``python -m uldviz train ...`` or ``accelerate launch --num_processes 8 -m uldviz train ...``.
+complete. Launch with ``python -m uldviz train ...`` or ``accelerate launch --num_processes 8 -m uldviz train ...``;
+``--dry-run`` prints the memory per GPU and the time first (:mod:`uldviz.scale.plan`).
 
 .. math:: \mathcal L = w_{CE}\,\frac{\sum \mathrm{CE}}{N_{CE}} + \lambda\,\frac{\sum D}{N_D}
 """
@@ -77,6 +78,9 @@ def train(cfg: ScaleConfig) -> TrainResult:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
+    if cfg.dry_run:
+        raise ValueError("dry_run trains nothing: call uldviz.scale.plan.dry_run(cfg) (python -m uldviz train "
+                         "--dry-run) instead of train()")
     acc = make_accelerator(cfg)
     world, rank = acc.num_processes, acc.process_index
     global_size = cfg.batch_size * cfg.grad_accum * world
@@ -189,6 +193,10 @@ def train(cfg: ScaleConfig) -> TrainResult:
 
 
 def _run(cfg: ScaleConfig) -> int:
+    if cfg.dry_run:  # memory and time from the configs, before anything loads
+        from uldviz.scale.plan import dry_run
+
+        return dry_run(cfg)
     res = train(cfg)
     from accelerate import PartialState
 
