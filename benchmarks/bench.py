@@ -289,8 +289,7 @@ def bench_profile(positions: int, vocab: int, repeats: int) -> dict:
 def synthetic_maps(vs: int, vt: int, shared: int, seed: int = 0):
     """A shared-string map of ``shared`` strings and an X-Token W (shared rows one-hot, the others 4 decaying
     weights on random teacher tokens) between vocabularies of ``vs`` and ``vt``: real maps' shapes, no tokenizer."""
-    from uldviz.maths.xtoken import Projection
-    from uldviz.vocab.projection import piece_weights
+    from uldviz.vocab.projection import Projection, piece_weights
     from uldviz.vocab.shared import SharedVocab
 
     g = torch.Generator().manual_seed(seed)

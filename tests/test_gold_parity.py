@@ -19,7 +19,7 @@ import torch
 trl = pytest.importorskip("trl", reason="the GOLD parity test needs TRL (the [test] extra pins it)")
 TRL_VERSION = "1.16"
 
-from uldviz.alignment.spans import _byte_spans, align_spans  # noqa: E402
+from uldviz.alignment.spans import align_spans, utf8_byte_spans  # noqa: E402
 from uldviz.io.tokenizers import offline_tokenizers  # noqa: E402
 from uldviz.maths.identity import gold_hybrid_loss, merged_group_logprobs, per_sample_mean  # noqa: E402
 from uldviz.maths.losses import uld_distance  # noqa: E402
@@ -60,7 +60,7 @@ def rows():
         bo = torch.zeros_like(off)
         for b, text in enumerate(TEXTS):
             n = int(valid[b].sum())
-            bo[b, :n] = torch.from_numpy(_byte_spans(text, off[b, :n].numpy(), nb[b, :n].numpy()))
+            bo[b, :n] = torch.tensor(utf8_byte_spans(text, off[b, :n].numpy(), nb[b, :n].numpy()))
         labels = torch.where(valid, ids, torch.full_like(ids, -100))
         labels[:, 0] = -100
         out[side] = dict(ids=ids, valid=valid, off=off, nb=nb, bo=bo, labels=labels, tok=tok)

@@ -285,15 +285,12 @@ def test_cross_entropy_and_objective():
     y[0, 0] = -100
     ce = L.cross_entropy(x, y)
     assert torch.allclose(ce, F.cross_entropy(x.reshape(-1, 9), y.reshape(-1), ignore_index=-100))
-    assert float(L.ce_plus_uld(ce, torch.tensor(2.0))) == pytest.approx(float(ce) + 1.5 * 2.0)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         L.cross_entropy(x, torch.full((2, 4), 9))
     with pytest.raises(ValueError, match="labels have shape"):
         L.cross_entropy(x, torch.zeros(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="ignore_index"):
         L.cross_entropy(x, torch.full((2, 4), -100))
-    with pytest.raises(ValueError, match="lam"):
-        L.ce_plus_uld(ce, ce, lam=-1)
 
 
 # --------------------------------------------------------------------------- two devices
@@ -310,7 +307,6 @@ def _every_public_loss(student, teacher):
         "naive_kl_div": lambda: L.naive_kl_div(student, teacher),
         "forced_kl_div": lambda: L.forced_kl_div(student, teacher),
         "temperature_curve": lambda: L.temperature_curve(student[0], teacher[0], [1.0]),
-        "ce_plus_uld": lambda: L.ce_plus_uld(student.sum(), teacher.sum()),
     }
 
 

@@ -16,7 +16,8 @@ from uldviz.maths.identity import (
     merged_group_logprobs,
 )
 from uldviz.maths.losses import uld_loss
-from uldviz.maths.xtoken import Projection, projected_kl
+from uldviz.maths.xtoken import projected_kl
+from uldviz.vocab.projection import Projection
 from uldviz.vocab.shared import SharedVocab
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]

@@ -8,8 +8,8 @@ import torch
 
 from uldviz.io.tokenizers import numeral_tokenizers, offline_tokenizers
 from uldviz.maths.identity import hybrid_uld_terms
-from uldviz.maths.xtoken import Projection, matched_vocab, projected_kl
-from uldviz.vocab.projection import build_projection, piece_weights
+from uldviz.maths.xtoken import matched_vocab, projected_kl
+from uldviz.vocab.projection import Projection, build_projection, piece_weights
 from uldviz.vocab.shared import SharedVocab
 
 

@@ -9,9 +9,9 @@ this top level only re-exports the losses, and needs only torch and numpy (the n
 ``[notebooks]`` extra).
 """
 
+from uldviz.env import REPO_URL  # the repository's public address (kept in the lowest layer)
 from uldviz.maths.losses import (
     PAPER_LAMBDA,
-    ce_plus_uld,
     cross_entropy,
     kl_divergence,
     softmax_probs,
@@ -23,13 +23,9 @@ from uldviz.maths.losses import (
 
 __version__ = "0.1.0"
 
-#: The repository's public address: the one place Colab install cells and badges read it from.
-REPO_URL = "https://github.com/uldviz/uldviz"
-
 __all__ = [
     "PAPER_LAMBDA",
     "REPO_URL",
-    "ce_plus_uld",
     "cross_entropy",
     "kl_divergence",
     "softmax_probs",

@@ -6,6 +6,9 @@ import os
 
 import torch
 
+#: The repository's public address: the one place Colab install cells and badges read it from.
+REPO_URL = "https://github.com/uldviz/uldviz"
+
 #: Environment variable that switches every notebook to its fast (CI) mode: ``ULDVIZ_FAST=1``.
 FAST_ENV = "ULDVIZ_FAST"
 

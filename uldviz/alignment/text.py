@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from uldviz.alignment.spans import SpanAlignment, _byte_spans, align_spans
+from uldviz.alignment.spans import SpanAlignment, align_spans, utf8_byte_spans
 from uldviz.vocab.encode import encode_texts
 from uldviz.vocab.strings import batch_token_bytes, check_fast
 
@@ -85,7 +85,7 @@ def align_text(text: str, student_tok, teacher_tok, max_len: int | None = None) 
         if not bool(valid.any()):
             raise ValueError("a tokenizer made no token of this text")
         n_bytes = batch_token_bytes(tok, ids, valid)
-        spans = [tuple(x) for x in _byte_spans(text, offsets[0].tolist(), n_bytes[0].tolist()).tolist()]
+        spans = utf8_byte_spans(text, offsets[0].tolist(), n_bytes[0].tolist())
         rows.append((ids, valid, offsets, n_bytes, spans))
     (s_ids, s_valid, s_off, s_bytes, s_spans), (t_ids, t_valid, t_off, t_bytes, t_spans) = rows
     alignment = align_spans([text], s_off, s_valid, t_off, t_valid, s_bytes, t_bytes)

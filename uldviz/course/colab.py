@@ -6,7 +6,7 @@ the repository address comes from :data:`uldviz.REPO_URL` (one place to change i
 
 from __future__ import annotations
 
-from uldviz import REPO_URL
+from uldviz.env import REPO_URL
 
 LAUNCH_TAG = "uldviz-launch"
 

@@ -419,7 +419,7 @@ def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int | None
     ``record`` (a path, or True for ``data/lessons.json``) stores each measured run for
     :mod:`uldviz.course.lessons` and is refused in fast mode, whose run times would be meaningless.
     """
-    from uldviz import REPO_URL
+    from uldviz.env import REPO_URL
 
     mode = "fast" if fast_mode() else "default"
     if record and mode == "fast":

@@ -22,8 +22,6 @@ Conventions (used across the kit):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -56,7 +54,6 @@ __all__ = [
     "shuffled_distances",
     "uld_loss",
     "cross_entropy",
-    "ce_plus_uld",
     "uld_topk_from_teacher_topk",
     "temperature_curve",
     "large_temperature_limit",
@@ -331,16 +328,6 @@ def cross_entropy(logits, labels, *, ignore_index: int = -100, label_smoothing: 
     out = F.cross_entropy(x.reshape(-1, x.shape[-1]), y.reshape(-1).long(), ignore_index=ignore_index,
                           label_smoothing=eps, reduction=reduction)
     return out.reshape(y.shape) if reduction == "none" else out
-
-
-def ce_plus_uld(ce: torch.Tensor, uld: torch.Tensor, lam: float = PAPER_LAMBDA) -> torch.Tensor:
-    r"""The paper's training objective :math:`\mathcal L = \mathcal L_{CE} + \lambda\,\mathrm{ULD}`."""
-    lam = float(lam)
-    if not (lam >= 0 and math.isfinite(lam)):
-        raise ValueError(f"lam must be a finite number >= 0, got {lam}")
-    if isinstance(ce, torch.Tensor) and isinstance(uld, torch.Tensor):
-        check_device(ce, uld, "ce", "uld")
-    return ce + lam * uld
 
 
 # --------------------------------------------------------------------------- ULD from a teacher's stored top-k

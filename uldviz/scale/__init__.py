@@ -10,7 +10,9 @@ with the notebooks' loop.
 - :mod:`~uldviz.scale.loop`: :func:`train` / ``python -m uldviz train`` (DDP/FSDP, bf16, accumulation, resume);
 - :mod:`~uldviz.scale.generate`: ``python -m uldviz generate``, the teacher writes answers (sequence-level KD);
 - :mod:`~uldviz.scale.cache`: ``python -m uldviz cache-teacher``, the teacher's top-k once, training without it;
-- :mod:`~uldviz.scale.arithmetic`: memory and time of a run from parameter counts (docs/scale.md);
+- :mod:`~uldviz.scale.arithmetic`: memory and time of a run from parameter counts and measured coefficients;
+- :mod:`~uldviz.scale.plan`: ``python -m uldviz train --dry-run``, that arithmetic from the two models' configs;
+- :mod:`~uldviz.scale.measure`: the memory coefficients and the feed's timings, measured (docs/scale.md).
 - :mod:`~uldviz.scale.trl_bridge`: ``python -m uldviz trl-train``, the same losses inside TRL's GOLD trainer
   (on-policy, chat templates, PEFT, trackers); imported on demand, it needs TRL 1.16.
 

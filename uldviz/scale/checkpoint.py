@@ -21,7 +21,7 @@ STATE_FILE = "trainer_state.json"
 #: Settings that do not change what the student learns (evaluation, logging, where files go); all others do.
 _NOT_TRAJECTORY = {"eval_every", "eval_block", "eval_chars", "eval_batch", "log_every", "save_every",
                    "keep_checkpoints", "out_dir", "resume", "resume_allow", "progress", "cpu", "cache_dtype",
-                   "cache_shard_examples", "val_data", "workers", "prefetch"}
+                   "cache_shard_examples", "val_data", "workers", "prefetch", "dry_run"}
 
 
 def trajectory_fields(cfg) -> list[str]:

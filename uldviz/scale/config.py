@@ -69,6 +69,7 @@ class ScaleConfig(TrainConfig):
     workers: int = 2  # DataLoader processes that tokenize and pair the next steps (0: in the training process)
     prefetch: int = 4  # steps each worker prepares ahead
     progress: bool = True  # tqdm bar on the main process
+    dry_run: bool = False  # print memory per GPU and time from the two models' configs, load nothing, exit
 
     def __post_init__(self):
         if isinstance(self.data, str):

@@ -7,7 +7,8 @@ when ``accelerate config`` says so); then per optimizer step take this process's
 counts (so N processes compute the loss of one big batch), backward with gradient synchronisation on the last
 micro-batch only, clip, step. Held-out bits per byte every ``eval_every`` steps; checkpoints (model, optimizer, RNG
 of every process, the step, which fixes the data position) written to a temporary folder and renamed when
-complete. Launch with ``python -m uldviz train ...`` or ``accelerate launch --num_processes 8 -m uldviz train ...``.
+complete. Launch with ``python -m uldviz train ...`` or ``accelerate launch --num_processes 8 -m uldviz train ...``;
+``--dry-run`` prints the memory per GPU and the time first (:mod:`uldviz.scale.plan`).
 
 .. math:: \mathcal L = w_{CE}\,\frac{\sum \mathrm{CE}}{N_{CE}} + \lambda\,\frac{\sum D}{N_D}
 """
@@ -77,6 +78,9 @@ def train(cfg: ScaleConfig) -> TrainResult:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
+    if cfg.dry_run:
+        raise ValueError("dry_run trains nothing: call uldviz.scale.plan.dry_run(cfg) (python -m uldviz train "
+                         "--dry-run) instead of train()")
     acc = make_accelerator(cfg)
     world, rank = acc.num_processes, acc.process_index
     global_size = cfg.batch_size * cfg.grad_accum * world
@@ -145,10 +149,11 @@ def train(cfg: ScaleConfig) -> TrainResult:
         for i, (batch, pairs) in enumerate(micro):
             batch = batch.to(acc.device, non_blocking=True)
             pairs = pairs.to(acc.device) if pairs is not None else None
-            with nullcontext() if i == len(micro) - 1 else acc.no_sync(student), acc.autocast():
-                step_sums = objective.sums(student, teacher, batch, pairs)
-                # DDP averages gradients over processes: times `world` makes it the gradient of the global sum
-                loss = objective.loss(step_sums, n_ce, n_d) * world
+            with nullcontext() if i == len(micro) - 1 else acc.no_sync(student):
+                with acc.autocast():  # the forward only: a backward under autocast would recast its kernels too
+                    step_sums = objective.sums(student, teacher, batch, pairs)
+                    # DDP averages gradients over processes: times `world` makes it the gradient of the global sum
+                    loss = objective.loss(step_sums, n_ce, n_d) * world
                 acc.backward(loss)
             sums += torch.stack([step_sums.ce.detach().float(), step_sums.distill.detach().float()])
         if cfg.grad_clip:
@@ -189,6 +194,10 @@ def train(cfg: ScaleConfig) -> TrainResult:
 
 
 def _run(cfg: ScaleConfig) -> int:
+    if cfg.dry_run:  # memory and time from the configs, before anything loads
+        from uldviz.scale.plan import dry_run
+
+        return dry_run(cfg)
     res = train(cfg)
     from accelerate import PartialState
 

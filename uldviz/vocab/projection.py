@@ -16,13 +16,82 @@ teacher→student pass, fuzzy matching of special-token names, a "scale" column)
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass, field
+
 import torch
 
-from uldviz.maths.xtoken import Projection
 from uldviz.vocab.shared import surface_vocab
 from uldviz.vocab.strings import is_byte_level, normalized_token
 
-__all__ = ["MAX_PIECES", "ROW_TOP_K", "piece_weights", "build_projection", "describe_rows", "surface_by_id"]
+__all__ = ["Projection", "MAX_PIECES", "ROW_TOP_K", "piece_weights", "build_projection", "describe_rows",
+           "surface_by_id"]
+
+
+@dataclass
+class Projection:
+    """A sparse student→teacher map W, stored as coordinates: ``W[student[k], teacher[k]] = weight[k]``.
+
+    Each row sums to 1 or is empty (a student token that maps nowhere, e.g. a special token). ``student_size``
+    and ``teacher_size`` are the vocabulary sizes (logits widths) it was built for.
+    """
+
+    student: torch.Tensor
+    teacher: torch.Tensor
+    weight: torch.Tensor
+    student_size: int
+    teacher_size: int
+    _dense: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        s, t, w = (torch.as_tensor(x) for x in (self.student, self.teacher, self.weight))
+        if not (s.dim() == t.dim() == w.dim() == 1 and s.shape == t.shape == w.shape):
+            raise ValueError("student, teacher and weight must be 1-D of one length (one entry per non-zero of W)")
+        if s.numel() and (int(s.min()) < 0 or int(s.max()) >= self.student_size
+                          or int(t.min()) < 0 or int(t.max()) >= self.teacher_size):
+            raise ValueError(f"W has an index outside its {self.student_size} x {self.teacher_size} shape")
+        if w.numel() and (not bool(torch.isfinite(w).all()) or bool((w < 0).any())):
+            raise ValueError("W's weights must be finite and >= 0")
+        rows = torch.zeros(self.student_size, dtype=torch.float64, device=s.device).index_add_(0, s.long(), w.double())
+        if bool(((rows > 0) & ((rows - 1).abs() > 1e-5)).any()):
+            raise ValueError("every non-empty row of W must sum to 1 (W is row-stochastic)")
+        self.student, self.teacher, self.weight = s.long().cpu(), t.long().cpu(), w.float().cpu()
+
+    @property
+    def nnz(self) -> int:
+        """How many non-zero weights W has."""
+        return int(self.weight.numel())
+
+    def row(self, s: int) -> dict[int, float]:
+        """Student token ``s``'s teacher tokens and weights, largest first."""
+        keep = self.student == s
+        pairs = sorted(zip(self.teacher[keep].tolist(), self.weight[keep].tolist()), key=lambda x: -x[1])
+        return dict(pairs)
+
+    def transposed(self, device, dtype) -> torch.Tensor:
+        r""":math:`W^\top` as a sparse CSR tensor (teacher × student) on ``device`` in ``dtype``, built once each."""
+        key = (str(device), dtype)
+        if key not in self._dense:
+            idx = torch.stack([self.teacher, self.student]).to(device)
+            wt = torch.sparse_coo_tensor(idx, self.weight.to(device=device, dtype=dtype),
+                                         (self.teacher_size, self.student_size), check_invariants=True).coalesce()
+            if wt.device.type == "cpu":  # CSR multiplies faster on the CPU
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
+                    wt = wt.to_sparse_csr()
+            self._dense[key] = wt
+        return self._dense[key]
+
+    def project(self, student_probs: torch.Tensor) -> torch.Tensor:
+        r""":math:`W^\top p` for rows ``student_probs`` (N, V_S) -> (N, V_T): each student token's mass sent to its
+        teacher tokens (differentiable in ``student_probs``)."""
+        p = student_probs
+        if p.dim() != 2 or p.shape[-1] != self.student_size:
+            raise ValueError(f"student_probs must be (rows, {self.student_size}), got {tuple(p.shape)}")
+        with torch.autocast(p.device.type, enabled=False):  # in p's precision (float32 at least), not autocast's
+            # contiguous: the (rows, V_T) result is read several times by the loss (measured ~15 % faster)
+            return torch.sparse.mm(self.transposed(p.device, p.dtype), p.t()).t().contiguous()
+
 
 #: How many teacher pieces of a student token's text receive weight.
 MAX_PIECES = 4
