@@ -101,7 +101,7 @@ def drag_plan_cell(page, source: tuple[int, int], target: tuple[int, int], *, ke
     assert cost.inner_text() == format_value(want)
     assert state["crossings"] == crossing_pairs(state["plan"], teacher=problem["teacher"], student=problem["student"])
     if kernel:
-        _wait_for_status(root, "uldviz-x-agree", f"N·⟨T, C⟩ = {format_value(want)}", KERNEL_WAIT)
+        _wait_for_status(root, "uldviz-x-agree", f"N·⟨π, C⟩ = {format_value(want)}", KERNEL_WAIT)
     else:
         _wait_for_status(root, "uldviz-x-offline", "No kernel", 5)
     return {"root": root, "state": state, "cost": want}

@@ -98,3 +98,19 @@ def test_static_mode_without_widgets(setup):
 def test_empty_runs_rejected(setup):
     with pytest.raises(ValueError, match="runs is empty"):
         DistillDashboard(setup, runs=[])
+
+
+def test_the_curves_legend_sits_beside_the_validation_panel_not_over_it():
+    """The dashboard's figure: the legend's box does not overlap the held-out panel's plotting area."""
+    import matplotlib.pyplot as plt
+
+    from uldviz.viz.plots.training import plot_curves
+
+    curves = {name: {"train_steps": [0, 1, 2], "train_ce": [3.0, 2.5, 2.0], "val_steps": [0, 2],
+                     "val_bpb": [3.0, 2.0 + i / 10]} for i, name in enumerate(("ce", "uld", "hybrid"))}
+    fig = plot_curves(curves, teacher_bpb=1.9)
+    fig.canvas.draw()
+    ax = fig.axes[1]
+    legend = ax.get_legend().get_window_extent()
+    assert not legend.overlaps(ax.get_window_extent()), (legend, ax.get_window_extent())
+    plt.close(fig)

@@ -7,6 +7,7 @@ additive smoothing of notebook 01 (uldviz.maths.patches)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import nbformat
@@ -91,3 +92,17 @@ def test_show_notation_displays_markdown(monkeypatch):
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
     N.show_notation("02")
     assert len(shown) == 1 and N.notation_table("02") in shown[0].data and "README" in shown[0].data
+
+
+#: What a learner reads outside the notebooks: widgets, explorables (Python and their ES modules), exercise checkers.
+SHOWN = sorted(p for folder in ("viz", "exercises") for ext in ("py", "js")
+               for p in (ROOT / "uldviz" / folder).rglob(f"*.{ext}"))
+
+
+@pytest.mark.parametrize("path", SHOWN, ids=[str(p.relative_to(ROOT / "uldviz")) for p in SHOWN])
+def test_what_widgets_and_checkers_show_uses_the_table(path):
+    """Plain text too (a widget's label is no formula): no p_T / p_S, no plan called T."""
+    old = re.compile(r"\bp_\{?[TS]\}?(?![A-Za-z])|\bplan T\b|⟨T,|langle T,")
+    found = [f"{path.name}:{i}: {line.strip()}" for i, line in enumerate(path.read_text().splitlines(), 1)
+             if old.search(line)]
+    assert not found, "\n".join(found)

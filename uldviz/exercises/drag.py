@@ -60,7 +60,7 @@ def check_bars_prediction(prediction, bars) -> Feedback:
     truth = bars.uld
     if _close(x, truth):
         return Feedback(True, f"Right: the widget's state gives ULD = {truth:.4g}, as you predicted. With a one-hot "
-                              "teacher only the student's largest probability matters: ULD = 2 (1 − max p_S).")
+                              "teacher only the student's largest probability matters: ULD = 2 (1 − max q).")
     if x < 0 or not math.isfinite(x):
         return Feedback(False, "ULD is a finite sum of absolute differences: it cannot be negative or infinite.")
     by_name = sum(abs(teacher.get(t, 0.0) - student.get(t, 0.0)) for t in set(teacher) | set(student))
@@ -75,7 +75,7 @@ def check_bars_prediction(prediction, bars) -> Feedback:
 
 # --------------------------------------------------------------------------- explorable 2: the plan
 def check_plan_prediction(prediction, plan) -> Feedback:
-    """The cost N·⟨T, C⟩ of the best plan, predicted before touching, then reached by dragging (not by snapping)."""
+    """The cost N·⟨π, C⟩ of the best plan, predicted before touching, then reached by dragging (not by snapping)."""
     wrong = _needs(plan, ("cost_value", "optimum_value", "moves", "snapped", "crossings", "initial_plan"),
                    "plan explorable")
     if wrong is not None:
@@ -94,7 +94,7 @@ def check_plan_prediction(prediction, plan) -> Feedback:
         return Feedback(False, f"Not optimal yet: {plan.crossings} pair(s) of arrows still cross. Uncross them "
                                "(drag one dot onto the other) and run this cell again.")
     if _close(x, best):
-        return Feedback(True, f"Right: your dragged plan costs N·⟨T, C⟩ = {best:.4g}, POT's optimum, which is ULD. "
+        return Feedback(True, f"Right: your dragged plan costs N·⟨π, C⟩ = {best:.4g}, POT's optimum, which is ULD. "
                               "Every uncrossing kept the cost or lowered it.")
     if x < 0 or not math.isfinite(x):
         return Feedback(False, "A cost is a finite sum of masses times |differences|: not negative, not infinite.")
@@ -104,7 +104,7 @@ def check_plan_prediction(prediction, plan) -> Feedback:
         return Feedback(False, "That is the cost of the first plan (token id i with token id i). The best plan pairs "
                                "the values by rank instead.")
     if _close(x, best / n):
-        return Feedback(False, "That is ⟨T, C⟩ without the factor N: ULD's units count each of the N values once.")
+        return Feedback(False, "That is ⟨π, C⟩ without the factor N: ULD's units count each of the N values once.")
     return Feedback(False, "Not the optimum's cost. Sort both lists of values (pad with zeros) and pair rank with "
                            "rank: what does that plan cost?")
 
@@ -145,10 +145,10 @@ def solution(name: str, explorable) -> str:
         student = dict(zip(explorable.student_tokens, explorable.initial["student"]))
         teacher = _one_hot(explorable.teacher_tokens, BARS_TOKEN)
         return (f"ULD = {uld(teacher, student):.4g}: the teacher sorted is (1, 0, …), the student sorted and padded "
-                f"has largest value {max(student.values()):g}; the sum is (1 − max) + (1 − max) = 2 (1 − max p_S). "
+                f"has largest value {max(student.values()):g}; the sum is (1 − max) + (1 − max) = 2 (1 − max q). "
                 "KL on the union turns NaN: tokens both sides now give 0 make 0·(−∞).")
     if name == "plan":
-        return (f"N·⟨T, C⟩ = {explorable.optimum_value:.4g} = ULD: pair the i-th largest teacher value with the i-th "
+        return (f"N·⟨π, C⟩ = {explorable.optimum_value:.4g} = ULD: pair the i-th largest teacher value with the i-th "
                 "largest student value (each with mass 1/N); uncrossing two arrows never raises the cost, so "
                 "uncrossing until nothing crosses reaches the sorted plan.")
     if name == "groups":

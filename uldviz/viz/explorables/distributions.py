@@ -4,7 +4,7 @@ Drag a teacher or student bar (the other bars of that side renormalise, keeping 
 raw KL on the union of token strings (inf or NaN where it breaks), the sorted pairing (rank r of the
 teacher with rank r of the student), the optimal plan of ULD's transport problem and ULD's value,
 
-.. math:: \mathrm{ULD}(p_T, p_S) = \sum_{r=1}^{N} \big|\,\tilde p_{T,(r)} - \tilde p_{S,(r)}\big| ,
+.. math:: \mathrm{ULD}(q, p) = \sum_{r=1}^{N} \big|\,\tilde q_{(r)} - \tilde p_{(r)}\big| ,
 
 all follow the hand in the browser. With a kernel, each state is recomputed here by
 :func:`uldviz.maths.losses.uld_loss` and :func:`uldviz.maths.patches.aligned_kl` and the page shows both agree.
@@ -84,7 +84,7 @@ class DistributionsExplorable(Explorable):
 
     @property
     def kl(self) -> float:
-        """KL(p_T ‖ p_S) on the union of token strings as raw torch computes it: inf or NaN where it breaks."""
+        """KL(p ‖ q) on the union of token strings as raw torch computes it: inf or NaN where it breaks."""
         return float(aligned_kl(self.teacher_probs, self.student_probs))
 
     def referee(self) -> dict:

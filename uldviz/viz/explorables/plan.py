@@ -3,7 +3,7 @@ r"""Explorable 2: a transport plan you can push, on ULD's own transport problem.
 Zero-pad teacher and student to :math:`N` values, give each mass :math:`1/N` and let moving a unit from
 :math:`\tilde p_i` to :math:`\tilde q_j` cost :math:`|\tilde p_i-\tilde q_j|`
 (:func:`uldviz.maths.transport.uld_ot_problem`).
-A plan :math:`T` keeps every row and column total at :math:`1/N`; its cost is :math:`N\langle T, C\rangle`,
+A plan :math:`\pi` keeps every row and column total at :math:`1/N`; its cost is :math:`N\langle \pi, C\rangle`,
 whose minimum is ULD. The learner starts from the blind id pairing (token id i with token id i), drags
 mass between cells (:func:`plan_move`: every move keeps the totals), sees arrows uncross and the cost
 fall, and can snap to POT's optimum (:func:`uldviz.maths.transport.uld_emd`), computed here with a kernel
@@ -52,7 +52,7 @@ def check_plan(plan, *, tol: float = 1e-9) -> np.ndarray:
 
 
 def plan_cost(plan, cost) -> float:
-    r"""The plan's cost in ULD's units, :math:`N\langle T, C\rangle` (N = number of rows)."""
+    r"""The plan's cost in ULD's units, :math:`N\langle \pi, C\rangle` (N = number of rows)."""
     T, C = _square(plan), _square(cost)
     if T.shape != C.shape:
         raise ValueError(f"plan {T.shape} and cost {C.shape} differ in shape")
@@ -152,7 +152,7 @@ class PlanExplorable(Explorable):
 
     @property
     def cost_value(self) -> float:
-        r"""The current plan's cost :math:`N\langle T, C\rangle` (the plan checked first)."""
+        r"""The current plan's cost :math:`N\langle \pi, C\rangle` (the plan checked first)."""
         return plan_cost(check_plan(self.plan), self.cost)
 
     @property

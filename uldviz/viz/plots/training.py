@@ -83,8 +83,8 @@ def plot_curves(runs: dict, labels: dict | None = None, teacher_bpb: float | Non
     ax2.set(xlabel="step", ylabel="bits per byte", title="held-out bits per byte (lower is better)")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-    if runs:
-        ax2.legend(fontsize=8, loc="upper right")
+    if runs:  # beside the right panel, never over its curves
+        ax2.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 

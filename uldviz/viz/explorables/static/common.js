@@ -114,7 +114,7 @@ function uld(p, q) {
   return a.reduce((acc, x, i) => acc + Math.abs(x - b[i]), 0);
 }
 
-/** KL(p_T || p_S) on the union of token strings as raw torch computes it (F.kl_div(log q, p, reduction="sum")):
+/** KL(p || q) on the union of token strings as raw torch computes it (F.kl_div(log q, p, reduction="sum")):
  *  +inf where the teacher has mass on a token the student lacks, NaN where both give 0 (0 * -inf). */
 function rawKL(teacherTokens, teacher, studentTokens, student) {
   const labels = teacherTokens.concat(studentTokens.filter((t) => !teacherTokens.includes(t)));

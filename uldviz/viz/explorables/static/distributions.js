@@ -94,7 +94,7 @@ function render({ model, el }) {
   const status = h("div", { class: "uldviz-x-status" });
   const reset = h("button", { class: "uldviz-x-button", type: "button", text: "reset" });
   root.append(h("table", { class: "uldviz-x-readout" },
-    h("tr", {}, h("td", { text: "KL(p_T ‖ p_S) on the union of tokens (raw torch F.kl_div)" }),
+    h("tr", {}, h("td", { text: "KL(p ‖ q) on the union of tokens (raw torch F.kl_div)" }),
       h("td", {}, klValue), h("td", {}, klWhy)),
     h("tr", {}, h("td", {}, h("b", { text: "ULD" }), " (sorted, zero-padded L1)"), h("td", {}, uldValue),
       h("td", { class: "uldviz-x-why" }, sum))),
@@ -135,7 +135,7 @@ function render({ model, el }) {
     klValue.textContent = fmt(kl); klValue.dataset.value = String(kl);
     klWhy.textContent = explainKL(kl);
     uldValue.textContent = fmt(u); uldValue.dataset.value = String(u);
-    planValue.textContent = `N·⟨T, C⟩ = ${fmt(u)} = ULD   (N = ${N})`;
+    planValue.textContent = `N·⟨π, C⟩ = ${fmt(u)} = ULD   (N = ${N})`;
     current = { kl, uld: u };
     root.dataset.state = JSON.stringify({ teacher_tokens: tTok, teacher: t, student_tokens: sTok, student: s });
   }

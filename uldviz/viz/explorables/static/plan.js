@@ -60,7 +60,7 @@ function render({ model, el }) {
   const plot = svg("svg", { viewBox: `0 0 ${W} ${Math.max(gy + cell * N + 40, 330)}`, width: W,
     class: "uldviz-x-svg" });
   root.append(plot);
-  plot.append(svg("text", { x: 4, y: 18, class: "uldviz-x-title", text: "the plan T (× N): rows teacher p̃, columns student q̃" }));
+  plot.append(svg("text", { x: 4, y: 18, class: "uldviz-x-title", text: "the plan π (× N): rows teacher p̃, columns student q̃" }));
   plot.append(svg("text", { x: 4, y: 34, class: "uldviz-x-small", text: "shade and corner number: the cost |p̃ᵢ − q̃ⱼ|" }));
   let worst = 1e-12;
   C.forEach((row) => row.forEach((c) => { worst = Math.max(worst, c); }));
@@ -133,7 +133,7 @@ function render({ model, el }) {
   const snap = h("button", { type: "button", class: "uldviz-x-button uldviz-x-snap", text: "snap to POT's optimum" });
   const reset = h("button", { type: "button", class: "uldviz-x-button", text: "reset" });
   root.append(h("table", { class: "uldviz-x-readout" },
-    h("tr", {}, h("td", {}, "your plan: N·⟨T, C⟩"), h("td", {}, costValue)),
+    h("tr", {}, h("td", {}, "your plan: N·⟨π, C⟩"), h("td", {}, costValue)),
     h("tr", {}, h("td", {}, "POT's optimum, N·ot.emd2 (= ULD)"), h("td", {}, optValue), h("td", {}, optNote)),
     h("tr", {}, h("td", {}, "pairs of crossing arrows"), h("td", {}, crossValue))),
   h("div", { class: "uldviz-x-controls" }, h("span", { class: "uldviz-x-hint", text: "move:" }), ...amountButtons,
@@ -175,7 +175,7 @@ function render({ model, el }) {
     current = planCost(model.get("plan"), C);  // the plan now, even if the kernel's new plan arrived with this reply
     const k = num(reply.cost);
     const ok = Boolean(reply.valid) && agree(k, current);
-    return { ok, text: `${ok ? "kernel agrees" : "KERNEL DISAGREES"}: Python computes N·⟨T, C⟩ = ${fmt(k)} ` +
+    return { ok, text: `${ok ? "kernel agrees" : "KERNEL DISAGREES"}: Python computes N·⟨π, C⟩ = ${fmt(k)} ` +
       `(browser: ${fmt(current)}); ${reply.note || ""}` };
   });
 
