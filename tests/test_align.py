@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from uldviz.alignment.positions import (
-    Alignment,
+    PositionAlignment,
     alignment_rows,
     gather_pairs,
     offset_pairing,
@@ -202,4 +202,5 @@ def test_gather_pairs_feeds_uld_loss():
 
 def test_alignment_shape_check():
     with pytest.raises(ValueError, match="same"):
-        Alignment(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 2).bool())
+        PositionAlignment(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long),
+                          torch.ones(1, 2).bool())

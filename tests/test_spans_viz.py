@@ -63,9 +63,9 @@ def test_token_label_shows_spaces_split_bytes_and_emoji():
     assert splots.token_label("🙂".encode()) == "U+1F642"
 
 
-def test_plot_alignment_draws_every_group_and_marks_shared_tokens(kit):
+def test_plot_span_groups_draws_every_group_and_marks_shared_tokens(kit):
     view = align_text(DEFAULT_TEXT, kit["student_tok"], kit["teacher_tok"])
-    fig = splots.plot_alignment(view, shared=kit["shared"], selected=3, line_bytes=30)
+    fig = splots.plot_span_groups(view, shared=kit["shared"], selected=3, line_bytes=30)
     assert [g for g, *_ in fig.uldviz_groups] == list(range(view.num_groups))
     assert max(line for *_, line in fig.uldviz_groups) >= 1  # wrapped over several lines
     n_student = sum(s1 - s0 for (s0, s1), _ in view.groups)
@@ -76,12 +76,12 @@ def test_plot_alignment_draws_every_group_and_marks_shared_tokens(kit):
     labels = [lab for _, lab, _ in fig.uldviz_tokens["teacher"]]
     assert "c3" in labels and "a9" in labels  # 'é' split by the byte-level teacher
     assert "red: group 3" in fig.axes[0].get_title()
-    plain = splots.plot_alignment(view)
+    plain = splots.plot_span_groups(view)
     assert not any(f for _, _, f in plain.uldviz_tokens["teacher"])
     with pytest.raises(IndexError):
-        splots.plot_alignment(view, selected=999)
+        splots.plot_span_groups(view, selected=999)
     with pytest.raises(TypeError, match="TextAlignment"):
-        splots.plot_alignment("a text")
+        splots.plot_span_groups("a text")
 
 
 def test_plot_group_losses_panels_hold_the_numbers_compared():
@@ -181,16 +181,16 @@ def test_alignment_strips_have_readable_labels(kit):
     """Labels of at least 10 pt in figures at most 9 inches wide: about 14 px at the notebooks' 100 dpi, unscaled
     (the old strips: 7 pt in 11-inch figures a notebook shrank, about 6 px)."""
     from uldviz.train.batch import encode_batch
-    from uldviz.viz.plots.training import plot_alignment, token_labels
+    from uldviz.viz.plots.training import plot_position_pairs, token_labels
 
     view = align_text(DEFAULT_TEXT, kit["student_tok"], kit["teacher_tok"])
-    fig = splots.plot_alignment(view, shared=kit["shared"])
+    fig = splots.plot_span_groups(view, shared=kit["shared"])
     assert fig.get_size_inches()[0] <= 9 and min(t.get_fontsize() for t in fig.uldviz_labels) >= 10
     text = "The café serves naïve lambda expressions 🙂 to every identifier."
     b = encode_batch([text], kit["student_tok"], kit["teacher_tok"], student_len=128, teacher_len=128)
     spans = [list(zip(token_labels(text, off[0, :int(v.sum())].tolist()), off[0, :int(v.sum())].tolist()))
              for off, v in ((b.student_offsets, b.student_valid), (b.teacher_offsets, b.teacher_valid))]
-    fig = plot_alignment(*spans, [(1, 1)], contrast_pairs=[(2, 3)])
+    fig = plot_position_pairs(*spans, [(1, 1)], contrast_pairs=[(2, 3)])
     labels = [t.get_text() for t in fig.uldviz_labels]
     assert fig.get_size_inches()[0] <= 9 and min(t.get_fontsize() for t in fig.uldviz_labels) >= 9
     assert "é×2" in labels and "☺×4" in labels  # a split character: once, with its number of byte tokens

@@ -27,6 +27,7 @@ from uldviz.maths.losses import (  # noqa: E402
     uld_topk_distance,
 )
 from uldviz.viz.plots import transport as tplots  # noqa: E402
+from uldviz.viz.plots.tables import markdown_table, records_table  # noqa: E402
 from uldviz.viz.widgets.transport import SinkhornExplorer, TemperatureTopkExplorer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,12 +97,14 @@ def test_scaling_plot_and_other_figures():
     assert len(tplots.plot_blind_spot(p, p[::-1], top_k=10).axes) == 2
 
 
-def test_markdown_table():
-    s = tplots.markdown_table([{"a": 1, "b": 0.123456}, {"a": 2, "b": "x"}], fmt=".2f")
+def test_markdown_tables_from_rows_and_from_records():
+    s = records_table([{"a": 1, "b": 0.123456}, {"a": 2, "b": "x"}], fmt=".2f")
     lines = s.splitlines()
     assert lines[0] == "| a | b |" and lines[2] == "| 1 | 0.12 |" and len(lines) == 4
-    with pytest.raises(ValueError):
-        tplots.markdown_table([])
+    with pytest.raises(ValueError, match="at least one record"):
+        records_table([])
+    rows = markdown_table(["x", "y"], [[None, np.float32(0.5)], ["a|b", "two\nlines"]]).splitlines()
+    assert rows[2] == "| – | 0.5000 |" and rows[3] == "| a\\|b | two⏎lines |"  # one table row per line
 
 
 # --------------------------------------------------------------------------- timing helper

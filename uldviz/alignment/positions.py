@@ -2,7 +2,7 @@
 
 Different tokenizers cut the same text into different numbers of tokens, so the ULD loss
 (:func:`uldviz.maths.losses.uld_loss`) takes *already paired* positions. This module makes the
-pairing explicit. An :class:`Alignment` holds, for every sample, a list of
+pairing explicit. A :class:`PositionAlignment` holds, for every sample, a list of
 (student position, teacher position) pairs plus a mask for the pairs that exist.
 
 Two pairings are offered:
@@ -24,7 +24,7 @@ import torch
 from uldviz.maths.checks import as_bool_mask
 
 __all__ = [
-    "Alignment",
+    "PositionAlignment",
     "positional_pairing",
     "prediction_offsets",
     "offset_pairing",
@@ -34,7 +34,7 @@ __all__ = [
 
 
 @dataclass
-class Alignment:
+class PositionAlignment:
     """Pairs of positions, padded to a rectangle: ``student_index[b, j]`` goes with ``teacher_index[b, j]``.
 
     All three tensors have shape (batch, pairs); ``mask[b, j]`` is False for padding pairs, whose
@@ -77,10 +77,10 @@ def _check_empty(empty: str) -> None:
         raise ValueError(f"empty must be 'raise' or 'zero', got {empty!r}")
 
 
-def _empty(batch: int, device) -> Alignment:
+def _empty(batch: int, device) -> PositionAlignment:
     """An alignment with no pair: (batch, 0) tensors."""
     idx = torch.zeros(batch, 0, dtype=torch.long, device=device)
-    return Alignment(idx, idx.clone(), torch.zeros(batch, 0, dtype=torch.bool, device=device))
+    return PositionAlignment(idx, idx.clone(), torch.zeros(batch, 0, dtype=torch.bool, device=device))
 
 
 def _first_true_positions(m: torch.Tensor, width: int) -> torch.Tensor:
@@ -90,7 +90,7 @@ def _first_true_positions(m: torch.Tensor, width: int) -> torch.Tensor:
     return order[:, :width]
 
 
-def positional_pairing(student_mask, teacher_mask, *, empty: str = "raise") -> Alignment:
+def positional_pairing(student_mask, teacher_mask, *, empty: str = "raise") -> PositionAlignment:
     """The paper's pairing: the k-th answer position of the student with the k-th of the teacher.
 
     ``student_mask`` (B, Ls) and ``teacher_mask`` (B, Lt) mark each sequence's answer positions
@@ -113,7 +113,7 @@ def positional_pairing(student_mask, teacher_mask, *, empty: str = "raise") -> A
     t_idx = _first_true_positions(tm, width)
     keep = torch.arange(width, device=sm.device)[None, :] < count[:, None]
     zero = torch.zeros_like(s_idx)
-    return Alignment(torch.where(keep, s_idx, zero), torch.where(keep, t_idx, zero), keep)
+    return PositionAlignment(torch.where(keep, s_idx, zero), torch.where(keep, t_idx, zero), keep)
 
 
 def _offsets_tensor(offsets, name: str) -> torch.Tensor:
@@ -173,7 +173,7 @@ def prediction_offsets(offsets, valid=None) -> torch.Tensor:
 
 
 def offset_pairing(student_offsets, teacher_offsets, student_valid=None, teacher_valid=None, *,
-                   empty: str = "raise") -> Alignment:
+                   empty: str = "raise") -> PositionAlignment:
     """Pair student and teacher positions that predict text starting at the same character.
 
     Both sequences must be tokenizations of the *same* text (same character numbering).
@@ -212,10 +212,10 @@ def offset_pairing(student_offsets, teacher_offsets, student_valid=None, teacher
     t_idx = torch.gather(partner, 1, s_idx)
     keep = torch.arange(width, device=count.device)[None, :] < count[:, None]
     zero = torch.zeros_like(s_idx)
-    return Alignment(torch.where(keep, s_idx, zero), torch.where(keep, t_idx, zero), keep)
+    return PositionAlignment(torch.where(keep, s_idx, zero), torch.where(keep, t_idx, zero), keep)
 
 
-def alignment_rows(alignment: Alignment, student_tokens, teacher_tokens, b: int = 0, side: str = "student"):
+def alignment_rows(alignment: PositionAlignment, student_tokens, teacher_tokens, b: int = 0, side: str = "student"):
     """Rows for a table of sample ``b``: every position of one side with its partner (or None).
 
     ``side='student'`` lists each student position i with its token, the token it predicts
@@ -241,7 +241,7 @@ def alignment_rows(alignment: Alignment, student_tokens, teacher_tokens, b: int 
     return rows
 
 
-def gather_pairs(student_logits, teacher_logits, alignment: Alignment):
+def gather_pairs(student_logits, teacher_logits, alignment: PositionAlignment):
     """Pick the paired positions: returns (student (B, P, Vs), teacher (B, P, Vt), mask (B, P)).
 
     The result goes straight into :func:`uldviz.maths.losses.uld_loss` with ``mask=``.

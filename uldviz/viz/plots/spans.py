@@ -1,6 +1,6 @@
 """Static figures for notebook 04: a sentence's two tokenizations with their groups, and what each loss compares.
 
-- :func:`plot_alignment`: teacher tokens above student tokens on a common byte axis, one box per
+- :func:`plot_span_groups`: teacher tokens above student tokens on a common byte axis, one box per
   group (:mod:`uldviz.alignment.spans`), tokens whose string both vocabularies contain filled green;
 - :func:`plot_group_losses`: at one group, the two chunk probabilities (ALM), the merged
   distributions on shared strings (hybrid's divergence part) and the sorted remainders (its ULD part).
@@ -22,7 +22,7 @@ from uldviz.viz.plots.training import LABEL_PT, STRIP_WIDTH
 from uldviz.viz.plots.vocab import STUDENT_COLOUR, TEACHER_COLOUR
 from uldviz.vocab.shared import SharedVocab
 
-__all__ = ["token_label", "shared_flags", "plot_alignment", "plot_group_losses", "SHARED_COLOUR"]
+__all__ = ["token_label", "shared_flags", "plot_span_groups", "plot_group_losses", "SHARED_COLOUR"]
 
 #: Fill of a token whose surface string both vocabularies contain.
 SHARED_COLOUR = "#b7e4c7"
@@ -68,7 +68,7 @@ def _lines(view: TextAlignment, line_bytes: int) -> list[tuple[int, list[int]]]:
     return lines
 
 
-def plot_alignment(view: TextAlignment, *, shared: SharedVocab | None = None, selected: int | None = None,
+def plot_span_groups(view: TextAlignment, *, shared: SharedVocab | None = None, selected: int | None = None,
                    names=("teacher", "student"), line_bytes: int = 32, width: float = STRIP_WIDTH,
                    fontsize: float = LABEL_PT):
     """Teacher tokens (top row) and student tokens (bottom row) of each group, on the text's byte axis.

@@ -14,11 +14,10 @@ __all__ = [
     "RUN_COLOURS",
     "plot_curves",
     "plot_bpb_comparison",
-    "plot_alignment",
+    "plot_position_pairs",
     "LABEL_PT",
     "STRIP_WIDTH",
     "token_labels",
-    "markdown_table",
 ]
 
 #: One colour per run, stable across figures.
@@ -146,7 +145,7 @@ def _strip_lines(student_spans, teacher_spans, line_chars: int) -> list[tuple[in
     return lines
 
 
-def plot_alignment(student_spans, teacher_spans, pairs, contrast_pairs=None, title: str = "", *,
+def plot_position_pairs(student_spans, teacher_spans, pairs, contrast_pairs=None, title: str = "", *,
                    line_chars: int = 36, width: float = STRIP_WIDTH, fontsize: float = LABEL_PT):
     """The same text cut by two tokenizers (top: student, bottom: teacher); a line joins paired positions.
 
@@ -244,17 +243,3 @@ def token_labels(text: str, offsets) -> list[str]:
             out += [f"{piece}[{k + 1}/{j - i + 1}]" for k in range(j - i + 1)]
         i = j + 1
     return out
-
-
-def markdown_table(header: list, rows: list) -> str:
-    """A Markdown table (for ``IPython.display.Markdown``): ``header`` cells, then one list per row."""
-    def cell(v):
-        if v is None:
-            return "–"
-        if isinstance(v, float):
-            return f"{v:.4f}"
-        return str(v).replace("|", "\\|").replace("\n", "⏎")
-
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)

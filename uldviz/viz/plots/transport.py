@@ -23,7 +23,6 @@ __all__ = [
     "plot_topk_error",
     "plot_blind_spot",
     "plot_shared_mass",
-    "markdown_table",
 ]
 
 ARROW_GID = "uldviz-plan-arrow"
@@ -298,18 +297,3 @@ def plot_shared_mass(masses, *, bins: int = 25):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, fmt: str = ".3g") -> str:
-    """A Markdown table from a list of dicts (numbers formatted with ``fmt``), for ``IPython.display.Markdown``."""
-    if not rows:
-        raise ValueError("markdown_table needs at least one row")
-    columns = list(columns) if columns is not None else list(rows[0].keys())
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = []
-        for c in columns:
-            v = row.get(c, "")
-            cells.append(format(v, fmt) if isinstance(v, (float, np.floating)) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

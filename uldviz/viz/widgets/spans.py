@@ -222,7 +222,7 @@ class AlignmentExplorer:
     def _redraw(self) -> None:
         figs = []
         if self.view is not None:
-            figs.append(splots.plot_alignment(self.view, shared=self.shared, selected=self.group))
+            figs.append(splots.plot_span_groups(self.view, shared=self.shared, selected=self.group))
             if self.values is not None:
                 g, v = self.group, self.values
                 figs.append(splots.plot_group_losses(
