@@ -51,12 +51,3 @@ def load_average() -> tuple[float, float, float] | None:
         return os.getloadavg()
     except (AttributeError, OSError):  # Windows has no getloadavg; some systems cannot read it
         return None
-
-
-def check_int_fields(obj, names, minimum: int = 1) -> None:
-    """Each named field of a config must be an integer >= ``minimum`` (a bool is not one): else a named ValueError."""
-    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    for name in names:
-        v = getattr(obj, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise ValueError(f"{name} must be {what}, got {v!r}")
