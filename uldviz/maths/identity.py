@@ -215,7 +215,7 @@ def generalized_kl(*, student_logprobs: torch.Tensor, teacher_logprobs: torch.Te
 
 
 def _finite_or_zero(log_x: torch.Tensor) -> torch.Tensor:
-    """``log_x`` with its -inf entries (probability 0) read as 0: multiplied by that probability they give 0, not NaN."""
+    """``log_x`` with its -inf entries (probability 0) read as 0: times that probability they give 0, not NaN."""
     return torch.where(torch.isneginf(log_x), torch.zeros_like(log_x), log_x)
 
 
