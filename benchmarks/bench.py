@@ -657,6 +657,9 @@ def _targets(res: dict) -> dict:
         if case["device"] == "cpu":
             worst = max(r["x_uld"] for n, r in case["timing"].items() if n not in ("floor", "uld"))
             out["identity_losses_over_uld_cpu_worst"] = {"value": worst, "target": "<= 1.5", "met": worst <= 1.5}
+    share = res.get("distill", {}).get("distill_term_share")
+    if share is not None:  # timed alone, forward + backward: still a part of the step it was recorded in
+        out["distill_term_share_of_step"] = {"value": share, "target": "< 1", "met": share < 1}
     mem = res.get("memory", {}).get("variants", {})
     if "uld" in mem:
         out["uld_extra_peak_memory_multiple"] = {"value": mem["uld"]["multiple_of_logits"], "target": "<= 5",

@@ -9,7 +9,10 @@ IOPub messages each cell sent (bursts). The command behind the shipped figures (
         --load busy:1 --load-every 2 --out data/results/notebook_stress.jsonl
 
 (01 and 02 as a learner runs them, 03 and 04 in the fast mode CI runs; every other run with one spin loop as extra
-load.) Exit status 1 if any run failed.
+load.) Exit status 1 if any run failed, or took longer than ``--budget`` seconds. The fast mode's time budget (the
+tests assert no run time; two minutes a page for 01, 02 and 02b is the target):
+
+    ULDVIZ_FAST=1 python benchmarks/notebook_stress.py notebooks/01_*.ipynb notebooks/02*.ipynb -n 3 --budget 120
 
 ``--load KIND:N`` starts N background jobs for a run (``busy``: spin loops; ``train``: notebook 03 headless in a
 loop; ``churn``: kernels started and shut down in a loop), killed when the run ends.
@@ -98,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--run-limit", type=int, default=1800, help="seconds a whole run may take (watchdog)")
     ap.add_argument("--load", default=None, help="background load while running, KIND:N (busy, train, churn)")
     ap.add_argument("--load-every", type=int, default=1, help="load only every k-th run (1: all)")
+    ap.add_argument("--budget", type=float, default=None, help="seconds a run may take; a slower run counts as failed")
     ap.add_argument("--out", type=Path, default=None, help="append one JSON line per run")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -112,20 +116,22 @@ def main(argv=None) -> int:
             finally:
                 stop_load(procs)
             rec.update(run=i, load=load or "none", fast=os.environ.get("ULDVIZ_FAST", ""),
-                       loadavg=os.getloadavg()[0])
+                       loadavg=os.getloadavg()[0], budget=args.budget,
+                       over_budget=args.budget is not None and rec["seconds"] > args.budget)
             times.append(rec["seconds"])
-            bad += not rec["ok"]
+            bad += not rec["ok"] or rec["over_budget"]
             if args.out:
                 with args.out.open("a") as f:
                     f.write(json.dumps(rec) + "\n")
             if not args.quiet:
-                print(f"run {i}: {rec['seconds']:.1f} s load={rec['load']} ok={rec['ok']} slowest cell "
+                print(f"run {i}: {rec['seconds']:.1f} s{' (over budget)' * rec['over_budget']} load={rec['load']} "
+                      f"ok={rec['ok']} slowest cell "
                       f"{rec['slowest_cell']}" + ("" if rec["ok"] else
                       f"\n  {rec['error']}\n  cell {rec['cell']}: {rec['line']}\n  last: {rec['last'][-8:]}"),
                       flush=True)
         failed += bad
         if not args.quiet:
-            print(f"{notebook.name}: {args.n} runs, {bad} failed, seconds min {min(times):.1f} "
+            print(f"{notebook.name}: {args.n} runs, {bad} failed or over budget, seconds min {min(times):.1f} "
                   f"median {statistics.median(times):.1f} max {max(times):.1f}", flush=True)
     return 1 if failed else 0
 

@@ -1,4 +1,5 @@
-"""Shared pytest set-up: off-screen matplotlib, the automatic ``widgets`` marker, kernels that show figures."""
+"""Shared pytest set-up: off-screen matplotlib, the automatic ``widgets`` marker, kernels that show figures, and
+each lesson notebook executed at most once per session (the ``lesson`` fixture)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,26 @@ def pytest_collection_modifyitems(config, items):
 def _kernels_keep_inline_backend(monkeypatch):
     """Kernels started by a test inherit os.environ: MPLBACKEND=Agg there would turn every figure into text."""
     monkeypatch.delenv("MPLBACKEND", raising=False)
+
+
+@pytest.fixture(scope="session")
+def lesson():
+    """``lesson(name)``: the :class:`nbrun.LessonRun` of ``notebooks/<name>``, executed on the first request only.
+
+    The notebook tests and the site build share it (a run that failed fails every test that asks for it, unrun).
+    """
+    from nbrun import run_lesson
+
+    runs: dict = {}
+
+    def get(name: str):
+        if name not in runs:
+            try:
+                runs[name] = run_lesson(name)
+            except RuntimeError as err:  # a cell failed or stalled: execute() names it
+                runs[name] = str(err)
+        if isinstance(runs[name], str):
+            pytest.fail(runs[name], pytrace=False)
+        return runs[name]
+
+    return get

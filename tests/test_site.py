@@ -161,8 +161,8 @@ def _run_cells(tmp_path, *sources, **kwargs):
 
 
 def test_runner_shuts_its_kernel_down(tmp_path):
-    nb, _ = _run_cells(tmp_path, "print('hi')")
-    assert nb.cells[0].outputs[0]["text"] == "hi\n"
+    nb, _ = _run_cells(tmp_path, "x = 'hi'", "print(x)", append=["print(x * 2)"])  # appended: the same kernel
+    assert [c.outputs[0]["text"] for c in nb.cells[1:]] == ["hi\n", "hihi\n"]
     assert _kernels_left() == []  # the runner made the kernel manager, so it must stop the kernel
 
 
@@ -179,6 +179,20 @@ def test_runner_fails_loudly_on_a_lost_iopub_message(tmp_path, monkeypatch):
         _run_cells(tmp_path, _DROP_NEXT_IDLE, "y = 2", timeout=60)
 
 
+def test_build_executes_each_lesson_itself_with_the_solutions_flag(tmp_path):
+    """Without ``run``, build_site executes every lesson (the tests' fast site reuses the notebook tests' runs)."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    cells = [new_markdown_cell("# 01 — Toy"), new_code_cell("SHOW_SOLUTIONS = False"),
+             new_code_cell("print('answer', 'shown' if SHOW_SOLUTIONS else 'hidden')")]
+    (folder / "01_toy.ipynb").write_text(json.dumps(new_notebook(cells=cells)))
+    summary = site.build_site(tmp_path / "out", notebooks_dir=folder, solutions=True, log=lambda *a: None)
+    (entry,) = summary["pages"]
+    assert entry["title"] == "01 — Toy" and entry["seconds"] > 0 and entry["peak_mb"] > 10
+    page = (tmp_path / "out" / entry["page"]).read_text()
+    assert "answer shown" in page and "answer hidden" not in page
+
+
 def test_cell_timeout_follows_the_recorded_run():
     recorded = site.lessons.read_record()["notebooks"]["02_optimal_transport"]["run_seconds"]
     expected = max(site.MIN_CELL_TIMEOUT, math.ceil(site.TIMEOUT_FACTOR * recorded))
@@ -188,11 +202,17 @@ def test_cell_timeout_follows_the_recorded_run():
 
 # ------------------------------------------------------------------ a real build (fast mode)
 @pytest.fixture(scope="module")
-def fast_site(tmp_path_factory):
-    """The whole site built in fast mode into a temporary folder (the notebooks run once for this module)."""
+def fast_site(tmp_path_factory, lesson):
+    """The whole site built in fast mode into a temporary folder, from the session's lesson runs (conftest.py: the
+    notebook tests ran them already, or this runs each once): the learner's cells, no appended solution run."""
     out = tmp_path_factory.mktemp("site")
-    with fast_env(True):
-        summary = site.build_site(out, log=lambda *a: None)
+
+    def run(path):
+        done = lesson(path.name)
+        return done.learner(), done.seconds, done.peak_mb
+
+    with fast_env():
+        summary = site.build_site(out, run=run, log=lambda *a: None)
     return out, summary
 
 

@@ -18,6 +18,7 @@ import argparse
 import base64
 import collections
 import contextlib
+import functools
 import hashlib
 import html
 import json
@@ -193,7 +194,7 @@ def _first_line(nb, index: int) -> str:
     return nb.cells[index].source.strip().splitlines()[0][:80] if 0 <= index < len(nb.cells) else "?"
 
 
-def execute(path, *, timeout: int | None = None, solutions: bool = False, memory: dict | None = None,
+def execute(path, *, timeout: int | None = None, solutions: bool = False, append=(), memory: dict | None = None,
             trace: MessageTrace | None = None):
     """Run ``path`` in a fresh kernel from its own folder, then shut the kernel down; return ``(notebook, seconds)``.
 
@@ -201,8 +202,10 @@ def execute(path, *, timeout: int | None = None, solutions: bool = False, memory
     (no idle status ``IOPUB_TIMEOUT`` s after the reply) or a dead kernel raise a RuntimeError naming the cell
     and the last messages read. The async kernel manager is what makes these timeouts work: with a blocking one,
     nbclient's wait for IOPub blocks its event loop, so a lost message hung the run for ever and no timeout fired.
-    ``solutions=True`` sets the notebook's ``SHOW_SOLUTIONS = True`` first (an instructor's copy). A ``memory``
-    dict receives ``peak_mb``, the kernel's peak resident memory (polled every 0.2 s); ``trace`` records messages.
+    ``solutions=True`` sets the notebook's ``SHOW_SOLUTIONS = True`` first (an instructor's copy); ``append`` holds
+    the sources of code cells added after the notebook's own and run in the same kernel (the returned notebook has
+    them at its end). A ``memory`` dict receives ``peak_mb``, the kernel's peak resident memory (polled every
+    0.2 s); ``trace`` records messages.
     """
     import nbformat
     from jupyter_client.manager import AsyncKernelManager
@@ -213,6 +216,7 @@ def execute(path, *, timeout: int | None = None, solutions: bool = False, memory
     nb = nbformat.read(str(path), as_version=4)
     if solutions:
         lessons.set_flag(nb, "SHOW_SOLUTIONS", True)
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in append]
     trace = trace if trace is not None else MessageTrace()
     with _kernel_environment(), tempfile.TemporaryDirectory(prefix="uldviz-site-") as sockets:
         # IPC sockets in a private folder: no TCP port race with other kernels on the machine
@@ -411,13 +415,22 @@ Binder, Colab or a laptop to move them).</p>
 """
 
 
+def _measured_run(path, **kwargs):
+    """:func:`execute` ``path``; return (notebook, seconds, the kernel's peak memory in MB or None)."""
+    memory: dict = {}
+    nb, seconds = execute(path, memory=memory, **kwargs)
+    return nb, seconds, memory.get("peak_mb")
+
+
 def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int | None = None, record=None,
-               solutions: bool = False, log=print) -> dict:
+               solutions: bool = False, run=None, log=print) -> dict:
     """Execute and render every lesson into ``out``; return a summary (pages, seconds, bytes, mode).
 
     ``only`` keeps notebooks whose name starts with one of its prefixes (e.g. ``["01", "02"]``);
     ``record`` (a path, or True for ``data/lessons.json``) stores each measured run for
     :mod:`uldviz.course.lessons` and is refused in fast mode, whose run times would be meaningless.
+    ``run(path)`` returns ``(executed notebook, seconds, kernel peak MB or None)`` in place of executing here
+    (the tests pass the runs they made already); the notebook it returns is changed (widgets mounted).
     """
     from uldviz.env import REPO_URL
 
@@ -435,17 +448,18 @@ def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int | None
                                 f"(only={only}) in {folder}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if run is None:
+        run = functools.partial(_measured_run, timeout=timeout, solutions=solutions)
     start, entries = time.perf_counter(), []
     for path in paths:
         log(f"executing {path.name} ({mode} mode) ...")
-        memory: dict = {}
-        nb, seconds = execute(path, timeout=timeout, solutions=solutions, memory=memory)
+        nb, seconds, peak_mb = run(path)
         if record:
             stats = lessons.notebook_stats(nb, name=path.stem, run_seconds=seconds)
             load = load_average()
             machine = {"cpus": os.cpu_count(), "load_avg_1m": None if load is None else round(load[0], 2),
                        "recorded_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
-                       "kernel_peak_mb": None if memory.get("peak_mb") is None else round(memory["peak_mb"])}
+                       "kernel_peak_mb": None if peak_mb is None else round(peak_mb)}
             lessons.record_run(stats, None if record is True else record, machine=machine)
         explorables = mount_explorables(nb)
         snapshots = add_widget_snapshots(nb)
@@ -453,7 +467,7 @@ def build_site(out="site", *, notebooks_dir=None, only=None, timeout: int | None
         title = _title(nb, path.stem)
         page.write_text(render_html(nb, title), encoding="utf-8")
         entries.append({"notebook": path.name, "page": page.name, "title": title,
-                        "stated_time": _stated_time(nb), "seconds": seconds, "peak_mb": memory.get("peak_mb"),
+                        "stated_time": _stated_time(nb), "seconds": seconds, "peak_mb": peak_mb,
                         "snapshots": snapshots, "explorables": explorables,
                         "bytes": page.stat().st_size})
         log(f"  {page.name}: ran in {seconds:.1f} s, {page.stat().st_size / 1e6:.1f} MB, {snapshots} widget snapshots, "
