@@ -82,7 +82,11 @@ def _checked(parser: argparse.ArgumentParser, base_of, runs) -> DistillConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m uldviz distill``: train, print a table, optionally write JSON."""
+    import signal
+
     from uldviz.distill.data import prepare
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if the launcher ignored SIGINT
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
